@@ -1,0 +1,447 @@
+// Node-API glue: marshals typed arrays to the kernel library and back. No math here.
+//
+// The TypeScript facade (lib/) validates every argument with precise messages; this layer
+// re-checks sizes and types (defence in depth) so that a direct call into the binding can
+// never read or write out of bounds. Kernel errors (moe::InvalidArgument) become RangeError.
+//
+// Threads: everything runs on the calling JS thread except ForwardWorker::Execute, which runs
+// on a libuv worker thread and drives the native pool (see thread_pool.h).
+#include <napi.h>
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "moe_cpu.h"
+
+namespace {
+
+using moe::DType;
+
+// ------------------------------------------------------------------------------------------
+// Argument helpers
+
+[[noreturn]] void throw_type(Napi::Env env, const std::string& message) {
+  throw Napi::TypeError::New(env, message);
+}
+[[noreturn]] void throw_range(Napi::Env env, const std::string& message) {
+  throw Napi::RangeError::New(env, message);
+}
+
+// A typed array argument as a raw span; rejects other types and detached buffers.
+struct Span {
+  void* data = nullptr;
+  size_t length = 0;  // elements
+  napi_typedarray_type type = napi_float32_array;
+  DType dtype() const { return type == napi_uint16_array ? DType::bf16 : DType::f32; }
+  size_t element_bytes() const { return type == napi_uint16_array ? 2 : 4; }
+};
+
+Span typed_array(const Napi::Value& value, const char* name,
+                 std::initializer_list<napi_typedarray_type> allowed) {
+  Napi::Env env = value.Env();
+  if (!value.IsTypedArray()) throw_type(env, std::string(name) + ": expected a typed array");
+  Napi::TypedArray array = value.As<Napi::TypedArray>();
+  bool ok = false;
+  for (auto t : allowed) ok = ok || array.TypedArrayType() == t;
+  if (!ok) throw_type(env, std::string(name) + ": wrong typed array type");
+  if (array.ArrayBuffer().IsDetached()) throw_type(env, std::string(name) + ": buffer is detached");
+  Span span;
+  span.type = array.TypedArrayType();
+  span.length = array.ElementLength();
+  span.data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  return span;
+}
+
+Span weight_array(const Napi::Value& value, const char* name) {
+  return typed_array(value, name, {napi_float32_array, napi_uint16_array});
+}
+
+size_t size_arg(const Napi::Value& value, const char* name) {
+  Napi::Env env = value.Env();
+  if (!value.IsNumber()) throw_type(env, std::string(name) + ": expected a number");
+  double v = value.As<Napi::Number>().DoubleValue();
+  if (!(v >= 0) || v != static_cast<double>(static_cast<int64_t>(v)) || v > 9.0e15) {
+    throw_range(env, std::string(name) + ": expected a non-negative integer");
+  }
+  return static_cast<size_t>(v);
+}
+
+void expect_length(Napi::Env env, const Span& span, size_t expected, const char* name) {
+  if (span.length != expected) {
+    throw_range(env, std::string(name) + ": expected length " + std::to_string(expected) +
+                         ", got " + std::to_string(span.length));
+  }
+}
+
+// Runs a kernel call, mapping kernel errors to JavaScript ones.
+template <typename F>
+auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const moe::InvalidArgument& e) {
+    throw_range(env, e.what());
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "moe-cpu: out of memory");
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Free functions
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const moe::CpuInfo& cpu = guarded(env, [] { return moe::cpu_info(); });
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("arch", cpu.arch);
+  Napi::Array features = Napi::Array::New(env, cpu.features.size());
+  for (size_t i = 0; i < cpu.features.size(); ++i) features.Set(static_cast<uint32_t>(i), cpu.features[i]);
+  out.Set("features", features);
+  out.Set("kernel", cpu.kernel);
+  out.Set("threads", moe::physical_core_count());
+  return out;
+}
+
+// permuteW13(src, dst, outer, intermediate, inner, toInterleaved); dst may be src (in place).
+Napi::Value PermuteW13(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Span src = weight_array(info[0], "w");
+  Span dst = weight_array(info[1], "out");
+  moe::W13Shape shape{size_arg(info[2], "outer"), size_arg(info[3], "intermediateSize"),
+                      size_arg(info[4], "inner")};
+  bool to_interleaved = info[5].ToBoolean();
+  if (src.type != dst.type) throw_type(env, "out: must have the type of w");
+  expect_length(env, src, shape.elements(), "w");
+  expect_length(env, dst, shape.elements(), "out");
+  const auto* s0 = static_cast<const uint8_t*>(src.data);
+  const auto* d0 = static_cast<const uint8_t*>(dst.data);
+  const size_t bytes = src.length * src.element_bytes();
+  if (s0 != d0 && s0 < d0 + bytes && d0 < s0 + bytes) throw_range(env, "out: overlaps w without being the same array");
+  guarded(env, [&] {
+    if (src.data == dst.data) {
+      (to_interleaved ? moe::interleave_w13_in_place : moe::deinterleave_w13_in_place)(
+          dst.data, dst.element_bytes(), shape);
+    } else {
+      (to_interleaved ? moe::interleave_w13 : moe::deinterleave_w13)(src.data, dst.data,
+                                                                     src.element_bytes(), shape);
+    }
+  });
+  return env.Undefined();
+}
+
+moe::Activation activation_arg(const Napi::Value& value) {
+  std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+  if (name == "swigluoai") return moe::Activation::swigluoai;
+  if (name == "silu") return moe::Activation::silu;
+  if (name == "gelu") return moe::Activation::gelu;
+  if (name == "gelu_tanh") return moe::Activation::gelu_tanh;
+  throw_range(value.Env(), "activation: expected 'swigluoai', 'silu', 'gelu' or 'gelu_tanh', got '" + name + "'");
+}
+
+// gatedActivation(x, out, tokens, intermediate, isInterleaved, kind, alpha, limit)
+Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Span x = weight_array(info[0], "x");
+  Span out = weight_array(info[1], "out");
+  size_t tokens = size_arg(info[2], "tokens"), inter = size_arg(info[3], "intermediateSize");
+  moe::W13Layout layout = info[4].ToBoolean() ? moe::W13Layout::interleaved : moe::W13Layout::halves;
+  moe::ActivationParams params;
+  params.kind = activation_arg(info[5]);
+  params.swiglu_alpha = info[6].As<Napi::Number>().FloatValue();
+  params.swiglu_limit = info[7].As<Napi::Number>().FloatValue();
+  if (x.type != out.type) throw_type(env, "out: must have the type of x");
+  expect_length(env, x, tokens * 2 * inter, "x");
+  expect_length(env, out, tokens * inter, "out");
+  guarded(env, [&] {
+    if (x.dtype() == DType::bf16) {
+      moe::gated_activation_bf16(params, layout, static_cast<const uint16_t*>(x.data),
+                                 static_cast<uint16_t*>(out.data), tokens, inter);
+    } else {
+      moe::gated_activation_f32(params, layout, static_cast<const float*>(x.data),
+                                static_cast<float*>(out.data), tokens, inter);
+    }
+  });
+  return env.Undefined();
+}
+
+// Routing options object, as produced by the facade: { mode, renormalize, numGroups,
+// topkGroups, correctionBias?, routedScalingFactor }.
+moe::RoutingParams routing_arg(const Napi::Value& value, size_t num_experts) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject()) throw_type(env, "routing: expected an object");
+  Napi::Object r = value.As<Napi::Object>();
+  moe::RoutingParams params;
+  std::string mode = r.Get("mode").IsString() ? r.Get("mode").As<Napi::String>().Utf8Value() : "";
+  if (mode == "topk-softmax") {
+    params.mode = moe::RoutingMode::topk_softmax;
+  } else if (mode == "softmax-topk") {
+    params.mode = moe::RoutingMode::softmax_topk;
+  } else if (mode == "sigmoid-grouped") {
+    params.mode = moe::RoutingMode::sigmoid_grouped;
+  } else {
+    throw_range(env, "routing.mode: unknown mode '" + mode + "'");
+  }
+  params.renormalize = r.Get("renormalize").ToBoolean();
+  if (params.mode == moe::RoutingMode::sigmoid_grouped) {
+    params.num_groups = size_arg(r.Get("numGroups"), "routing.numGroups");
+    params.topk_groups = size_arg(r.Get("topkGroups"), "routing.topkGroups");
+    params.routed_scaling_factor = r.Get("routedScalingFactor").As<Napi::Number>().FloatValue();
+    Napi::Value bias = r.Get("correctionBias");
+    if (!bias.IsUndefined() && !bias.IsNull()) {
+      Span b = typed_array(bias, "routing.correctionBias", {napi_float32_array});
+      expect_length(env, b, num_experts, "routing.correctionBias");
+      params.correction_bias = static_cast<const float*>(b.data);
+    }
+  }
+  return params;
+}
+
+// selectExperts(logits, tokens, numExperts, topK, routing, idsOut, weightsOut)
+Napi::Value SelectExperts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Span logits = typed_array(info[0], "logits", {napi_float32_array});
+  size_t tokens = size_arg(info[1], "tokens"), experts = size_arg(info[2], "numExperts"),
+         top_k = size_arg(info[3], "topK");
+  moe::RoutingParams params = routing_arg(info[4], experts);
+  Span ids = typed_array(info[5], "ids", {napi_int32_array});
+  Span weights = typed_array(info[6], "weights", {napi_float32_array});
+  expect_length(env, logits, tokens * experts, "logits");
+  expect_length(env, ids, tokens * top_k, "ids");
+  expect_length(env, weights, tokens * top_k, "weights");
+  guarded(env, [&] {
+    moe::select_experts(params, static_cast<const float*>(logits.data), tokens, experts, top_k,
+                        static_cast<int32_t*>(ids.data), static_cast<float*>(weights.data));
+  });
+  return env.Undefined();
+}
+
+// convertBf16(src, dst): Float32Array -> Uint16Array or the reverse, by the argument types.
+Napi::Value ConvertBf16(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Span src = weight_array(info[0], "src");
+  Span dst = weight_array(info[1], "dst");
+  if (src.type == dst.type) throw_type(env, "dst: must be the other dtype");
+  expect_length(env, dst, src.length, "dst");
+  if (src.dtype() == DType::f32) {
+    moe::convert_f32_to_bf16(static_cast<const float*>(src.data), static_cast<uint16_t*>(dst.data), src.length);
+  } else {
+    moe::convert_bf16_to_f32(static_cast<const uint16_t*>(src.data), static_cast<float*>(dst.data), src.length);
+  }
+  return env.Undefined();
+}
+
+// ------------------------------------------------------------------------------------------
+// NativeLayer: owns the packed weights of one layer.
+
+// Plain data for one forward call. `forward` copies the caller's inputs into it (they are
+// small next to the weights), so the caller may reuse or detach them while the call runs;
+// the output array is created by the facade, never exposed before the promise settles, and
+// kept alive by a reference.
+struct ForwardBaton {
+  std::shared_ptr<const moe::MoeLayer> layer;
+  DType dtype = DType::f32;
+  size_t tokens = 0;
+  std::vector<uint8_t> hidden;
+  std::vector<int32_t> ids;
+  std::vector<float> weights;
+  void* out = nullptr;
+};
+
+class ForwardWorker : public Napi::AsyncWorker {
+ public:
+  ForwardWorker(Napi::Env env, ForwardBaton baton, Napi::Object out)
+      : Napi::AsyncWorker(env, "moe-cpu:forward"),
+        baton_(std::move(baton)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    out_ref_ = Napi::Persistent(out);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  // libuv worker thread: plain C++ only.
+  void Execute() override {
+    try {
+      baton_.layer->forward(baton_.dtype, baton_.hidden.data(), baton_.tokens, baton_.ids.data(),
+                            baton_.weights.data(), baton_.out);
+    } catch (const moe::InvalidArgument& e) {
+      range_error_ = true;
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      SetError("moe-cpu: out of memory");
+    }
+  }
+  // JS thread.
+  void OnOK() override { deferred_.Resolve(out_ref_.Value()); }
+  void OnError(const Napi::Error& error) override {
+    const std::string message = error.Message();
+    if (range_error_) {
+      deferred_.Reject(Napi::RangeError::New(Env(), message).Value());
+    } else {
+      deferred_.Reject(Napi::Error::New(Env(), message).Value());
+    }
+  }
+
+ private:
+  ForwardBaton baton_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference out_ref_;
+  bool range_error_ = false;
+};
+
+class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeLayer",
+                       {InstanceMethod<&NativeLayer::ForwardSync>("forwardSync"),
+                        InstanceMethod<&NativeLayer::Forward>("forward"),
+                        InstanceMethod<&NativeLayer::Dispose>("dispose"),
+                        InstanceAccessor<&NativeLayer::Bytes>("bytes")});
+  }
+
+  // new NativeLayer(config, w13, w2, w13Bias | null, w2Bias | null)
+  explicit NativeLayer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeLayer>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw_type(env, "options: expected an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    moe::MoeConfig c;
+    c.num_experts = size_arg(o.Get("numExperts"), "numExperts");
+    c.hidden_size = size_arg(o.Get("hiddenSize"), "hiddenSize");
+    c.intermediate_size = size_arg(o.Get("intermediateSize"), "intermediateSize");
+    c.top_k = size_arg(o.Get("topK"), "topK");
+    c.activation.kind = activation_arg(o.Get("activation"));
+    c.activation.swiglu_alpha = o.Get("swigluAlpha").As<Napi::Number>().FloatValue();
+    c.activation.swiglu_limit = o.Get("swigluLimit").As<Napi::Number>().FloatValue();
+    Napi::Value interleaved = o.Get("isW13Interleaved");
+    if (!interleaved.IsBoolean()) throw_type(env, "isW13Interleaved: expected a boolean");
+    c.w13_layout = interleaved.As<Napi::Boolean>() ? moe::W13Layout::interleaved : moe::W13Layout::halves;
+    c.transposed = o.Get("transposed").ToBoolean();
+    c.threads = static_cast<unsigned>(size_arg(o.Get("threads"), "threads"));
+
+    const size_t E = c.num_experts, H = c.hidden_size, I = c.intermediate_size;
+    Span w13 = weight_array(info[1], "w13");
+    Span w2 = weight_array(info[2], "w2");
+    c.weight_dtype = w13.dtype();
+    if (w2.type != w13.type) throw_type(env, "w2: must have the dtype of w13");
+    expect_length(env, w13, E * 2 * I * H, "w13");
+    expect_length(env, w2, E * H * I, "w2");
+    moe::MoeWeights w;
+    w.w13 = w13.data;
+    w.w2 = w2.data;
+    if (!info[3].IsUndefined() && !info[3].IsNull()) {
+      Span b = weight_array(info[3], "w13Bias");
+      if (b.type != w13.type) throw_type(env, "w13Bias: must have the dtype of w13");
+      expect_length(env, b, E * 2 * I, "w13Bias");
+      w.w13_bias = b.data;
+    }
+    if (!info[4].IsUndefined() && !info[4].IsNull()) {
+      Span b = weight_array(info[4], "w2Bias");
+      if (b.type != w13.type) throw_type(env, "w2Bias: must have the dtype of w13");
+      expect_length(env, b, E * H, "w2Bias");
+      w.w2_bias = b.data;
+    }
+    layer_ = guarded(env, [&] { return std::make_shared<const moe::MoeLayer>(c, w); });
+    // Tell V8's GC about the native memory this small JS object holds.
+    external_bytes_ = static_cast<int64_t>(layer_->bytes());
+    Napi::MemoryManagement::AdjustExternalMemory(env, external_bytes_);
+  }
+
+  ~NativeLayer() override { Release(); }
+
+ private:
+  // Releases the packed weights once no forward call is using them any more.
+  void Release() {
+    if (!layer_) return;
+    layer_.reset();
+    if (external_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_bytes_);
+    external_bytes_ = 0;
+  }
+
+  const moe::MoeLayer& layer(Napi::Env env) {
+    if (!layer_) throw Napi::Error::New(env, "layer: used after dispose()");
+    return *layer_;
+  }
+
+  // Shared argument checks: (hidden, tokens, ids, weights, out).
+  struct ForwardArgs {
+    Span hidden, ids, weights, out;
+    size_t tokens;
+  };
+  ForwardArgs forward_args(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const moe::MoeConfig& c = layer(env).config();
+    ForwardArgs a;
+    a.hidden = weight_array(info[0], "hidden");
+    a.tokens = size_arg(info[1], "tokens");
+    a.ids = typed_array(info[2], "ids", {napi_int32_array});
+    a.weights = typed_array(info[3], "weights", {napi_float32_array});
+    a.out = weight_array(info[4], "out");
+    if (a.out.type != a.hidden.type) throw_type(env, "out: must have the dtype of hidden");
+    expect_length(env, a.hidden, a.tokens * c.hidden_size, "hidden");
+    expect_length(env, a.ids, a.tokens * c.top_k, "ids");
+    expect_length(env, a.weights, a.tokens * c.top_k, "weights");
+    expect_length(env, a.out, a.tokens * c.hidden_size, "out");
+    return a;
+  }
+
+  Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ForwardArgs a = forward_args(info);
+    guarded(env, [&] {
+      layer_->forward(a.hidden.dtype(), a.hidden.data, a.tokens, static_cast<const int32_t*>(a.ids.data),
+                      static_cast<const float*>(a.weights.data), a.out.data);
+    });
+    return info[4];
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ForwardArgs a = forward_args(info);
+    ForwardBaton baton;
+    baton.layer = layer_;
+    baton.dtype = a.hidden.dtype();
+    baton.tokens = a.tokens;
+    const auto* hidden = static_cast<const uint8_t*>(a.hidden.data);
+    baton.hidden.assign(hidden, hidden + a.hidden.length * a.hidden.element_bytes());
+    const auto* ids = static_cast<const int32_t*>(a.ids.data);
+    baton.ids.assign(ids, ids + a.ids.length);
+    const auto* weights = static_cast<const float*>(a.weights.data);
+    baton.weights.assign(weights, weights + a.weights.length);
+    baton.out = a.out.data;
+    auto* worker = new ForwardWorker(env, std::move(baton), info[4].As<Napi::Object>());
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();  // the worker deletes itself when done
+    return promise;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), layer_ ? static_cast<double>(layer_->bytes()) : 0.0);
+  }
+
+  std::shared_ptr<const moe::MoeLayer> layer_;
+  int64_t external_bytes_ = 0;
+};
+
+// ------------------------------------------------------------------------------------------
+// Registration: every export in one table.
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  guarded(env, [] { moe::cpu_info(); });  // a bad MOE_CPU_ISA fails the load, loudly
+  exports.Set("cpuInfo", Napi::Function::New<CpuInfo>(env, "cpuInfo"));
+  exports.Set("permuteW13", Napi::Function::New<PermuteW13>(env, "permuteW13"));
+  exports.Set("gatedActivation", Napi::Function::New<GatedActivation>(env, "gatedActivation"));
+  exports.Set("selectExperts", Napi::Function::New<SelectExperts>(env, "selectExperts"));
+  exports.Set("convertBf16", Napi::Function::New<ConvertBf16>(env, "convertBf16"));
+  exports.Set("NativeLayer", NativeLayer::Define(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(moe_cpu, Init)

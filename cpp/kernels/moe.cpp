@@ -1,0 +1,234 @@
+// The fused MoE forward (scalar path).
+//
+// forward() runs in three passes over the shared thread pool:
+//   1. per (expert, block of channels): gate and up rows against the expert's tokens,
+//      + bias, activation -> a[route][I]   (no [T, 2I] buffer: the epilogue runs per row pair)
+//   2. per (expert, block of output rows): W2 rows against a -> y[route][H] (+ bias)
+//   3. per token: out[t] = sum over slots k, in slot order, of weight[t,k] * y[t,k]
+// Each output value is computed by exactly one task in a fixed order, so results are
+// identical for every thread count.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "aligned_buffer.h"
+#include "dot.h"
+#include "moe_cpu.h"
+#include "pack.h"
+#include "thread_pool.h"
+
+namespace moe {
+
+namespace {
+
+// Channels (gate+up row pairs) per pass-1 task and W2 rows per pass-2 task: small enough
+// that one expert at T=1 still yields work for every core, large enough to amortise hand-out.
+constexpr size_t kChannelsPerTask = 16;
+constexpr size_t kRowsPerTask = 16;
+// Tokens per pass-3 task.
+constexpr size_t kTokensPerTask = 8;
+
+size_t element_bytes(DType dtype) { return dtype == DType::bf16 ? 2 : 4; }
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw InvalidArgument(message);
+}
+
+// Tokens routed to one expert, as indices into the [T*K] route list (token-major order).
+struct ExpertGroup {
+  size_t expert;
+  std::vector<size_t> routes;
+};
+
+}  // namespace
+
+struct MoeLayer::Packed {
+  MoeConfig config;
+  AlignedBuffer w13;              // [E][2I][H], halves
+  AlignedBuffer w2;               // [E][H][I]
+  std::vector<float> w13_bias;    // [E][2I], halves; empty if none
+  std::vector<float> w2_bias;     // [E][H]; empty if none
+
+  unsigned threads() const { return config.threads ? config.threads : physical_core_count(); }
+};
+
+MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights)
+    : packed_(new Packed) {
+  const size_t E = config.num_experts, H = config.hidden_size, I = config.intermediate_size;
+  require(E > 0 && H > 0 && I > 0, "MoeLayer: num_experts, hidden_size and intermediate_size must be > 0");
+  require(config.top_k > 0 && config.top_k <= E, "MoeLayer: top_k must be in [1, num_experts]");
+  require(weights.w13 && weights.w2, "MoeLayer: w13 and w2 are required");
+  Packed& p = *packed_;
+  p.config = config;
+  const size_t bytes = element_bytes(config.weight_dtype);
+  p.w13 = AlignedBuffer(E * 2 * I * H * bytes);
+  p.w2 = AlignedBuffer(E * H * I * bytes);
+  const unsigned threads = p.threads();
+  pack_expert_matrices(weights.w13, p.w13.as<void>(), bytes, E, 2 * I, H, config.w13_layout,
+                       config.transposed, threads);
+  pack_expert_matrices(weights.w2, p.w2.as<void>(), bytes, E, H, I, W13Layout::halves,
+                       config.transposed, threads);
+
+  auto to_f32 = [&](const void* src, size_t i) {
+    return config.weight_dtype == DType::bf16 ? bf16_to_f32(static_cast<const uint16_t*>(src)[i])
+                                              : static_cast<const float*>(src)[i];
+  };
+  if (weights.w13_bias) {
+    p.w13_bias.resize(E * 2 * I);
+    for (size_t e = 0; e < E; ++e) {
+      for (size_t r = 0; r < 2 * I; ++r) {
+        p.w13_bias[e * 2 * I + r] = to_f32(weights.w13_bias, e * 2 * I + w13_source_row(config.w13_layout, r, I));
+      }
+    }
+  }
+  if (weights.w2_bias) {
+    p.w2_bias.resize(E * H);
+    for (size_t i = 0; i < E * H; ++i) p.w2_bias[i] = to_f32(weights.w2_bias, i);
+  }
+}
+
+MoeLayer::~MoeLayer() = default;
+
+const MoeConfig& MoeLayer::config() const { return packed_->config; }
+
+size_t MoeLayer::bytes() const {
+  const Packed& p = *packed_;
+  return p.w13.bytes() + p.w2.bytes() + (p.w13_bias.size() + p.w2_bias.size()) * sizeof(float);
+}
+
+namespace {
+
+template <typename W>
+void expert_gate_up(const MoeLayer::Packed& p, const ExpertGroup& group, size_t c0, size_t c1,
+                    const std::vector<const float*>& x_rows, bool round_to_bf16, float* a) {
+  const MoeConfig& cfg = p.config;
+  const size_t H = cfg.hidden_size, I = cfg.intermediate_size, n = group.routes.size();
+  const W* w = p.w13.as<W>() + group.expert * 2 * I * H;
+  const float* bias = p.w13_bias.empty() ? nullptr : p.w13_bias.data() + group.expert * 2 * I;
+  std::vector<float> gate(n), up(n);
+  for (size_t j = c0; j < c1; ++j) {
+    dot::row_times_token_list(w + j * H, x_rows.data(), n, H, gate.data());
+    dot::row_times_token_list(w + (I + j) * H, x_rows.data(), n, H, up.data());
+    const float bg = bias ? bias[j] : 0.0f, bu = bias ? bias[I + j] : 0.0f;
+    for (size_t t = 0; t < n; ++t) {
+      float v = gated_activation(cfg.activation, gate[t] + bg, up[t] + bu);
+      if (round_to_bf16) v = bf16_to_f32(f32_to_bf16(v));
+      a[group.routes[t] * I + j] = v;
+    }
+  }
+}
+
+template <typename W>
+void expert_down(const MoeLayer::Packed& p, const ExpertGroup& group, size_t r0, size_t r1,
+                 const std::vector<const float*>& a_rows, float* y) {
+  const MoeConfig& cfg = p.config;
+  const size_t H = cfg.hidden_size, I = cfg.intermediate_size, n = group.routes.size();
+  const W* w = p.w2.as<W>() + group.expert * H * I;
+  const float* bias = p.w2_bias.empty() ? nullptr : p.w2_bias.data() + group.expert * H;
+  std::vector<float> sums(n);
+  for (size_t r = r0; r < r1; ++r) {
+    dot::row_times_token_list(w + r * I, a_rows.data(), n, I, sums.data());
+    const float b = bias ? bias[r] : 0.0f;
+    for (size_t t = 0; t < n; ++t) y[group.routes[t] * H + r] = sums[t] + b;
+  }
+}
+
+template <typename W>
+void forward_typed(const MoeLayer::Packed& p, DType act_dtype, const void* hidden, size_t T,
+                   const int32_t* ids, const float* route_weights, void* out) {
+  const MoeConfig& cfg = p.config;
+  const size_t E = cfg.num_experts, H = cfg.hidden_size, I = cfg.intermediate_size, K = cfg.top_k;
+  const unsigned threads = p.threads();
+  ThreadPool& pool = ThreadPool::shared();
+
+  // f32 hidden is read in place; bf16 is widened once.
+  std::vector<float> widened;
+  const float* x = static_cast<const float*>(hidden);
+  if (act_dtype == DType::bf16) {
+    widened.resize(T * H);
+    convert_bf16_to_f32(static_cast<const uint16_t*>(hidden), widened.data(), T * H);
+    x = widened.data();
+  }
+
+  // Group routes by expert, token-major inside each group.
+  std::vector<ExpertGroup> groups;
+  {
+    std::vector<size_t> group_of(E, SIZE_MAX);
+    std::vector<size_t> counts(E, 0);
+    for (size_t r = 0; r < T * K; ++r) ++counts[ids[r]];
+    for (size_t e = 0; e < E; ++e) {
+      if (!counts[e]) continue;
+      group_of[e] = groups.size();
+      groups.push_back({e, {}});
+      groups.back().routes.reserve(counts[e]);
+    }
+    for (size_t r = 0; r < T * K; ++r) groups[group_of[ids[r]]].routes.push_back(r);
+  }
+
+  std::vector<float> a(T * K * I), y(T * K * H);
+  std::vector<std::vector<const float*>> x_rows(groups.size()), a_rows(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (size_t r : groups[g].routes) {
+      x_rows[g].push_back(x + (r / K) * H);
+      a_rows[g].push_back(a.data() + r * I);
+    }
+  }
+
+  const bool round_a = act_dtype == DType::bf16;
+  const size_t channel_tasks = (I + kChannelsPerTask - 1) / kChannelsPerTask;
+  pool.run(groups.size() * channel_tasks, threads, [&](size_t task) {
+    size_t g = task / channel_tasks, c0 = (task % channel_tasks) * kChannelsPerTask;
+    expert_gate_up<W>(p, groups[g], c0, std::min(I, c0 + kChannelsPerTask), x_rows[g], round_a, a.data());
+  });
+
+  const size_t row_tasks = (H + kRowsPerTask - 1) / kRowsPerTask;
+  pool.run(groups.size() * row_tasks, threads, [&](size_t task) {
+    size_t g = task / row_tasks, r0 = (task % row_tasks) * kRowsPerTask;
+    expert_down<W>(p, groups[g], r0, std::min(H, r0 + kRowsPerTask), a_rows[g], y.data());
+  });
+
+  const size_t token_tasks = (T + kTokensPerTask - 1) / kTokensPerTask;
+  pool.run(token_tasks, threads, [&](size_t task) {
+    std::vector<float> sum(H);
+    for (size_t t = task * kTokensPerTask; t < std::min(T, (task + 1) * kTokensPerTask); ++t) {
+      std::fill(sum.begin(), sum.end(), 0.0f);
+      for (size_t k = 0; k < K; ++k) {
+        const float w = route_weights[t * K + k];
+        const float* yk = y.data() + (t * K + k) * H;
+        for (size_t h = 0; h < H; ++h) sum[h] += w * yk[h];
+      }
+      if (act_dtype == DType::bf16) {
+        convert_f32_to_bf16(sum.data(), static_cast<uint16_t*>(out) + t * H, H);
+      } else {
+        std::copy(sum.begin(), sum.end(), static_cast<float*>(out) + t * H);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void MoeLayer::forward(DType activation_dtype, const void* hidden, size_t tokens,
+                       const int32_t* ids, const float* route_weights, void* out) const {
+  const Packed& p = *packed_;
+  const size_t E = p.config.num_experts, K = p.config.top_k;
+  // Validate everything before the first write to `out`.
+  for (size_t r = 0; r < tokens * K; ++r) {
+    if (ids[r] < 0 || static_cast<size_t>(ids[r]) >= E) {
+      throw InvalidArgument("ids: element " + std::to_string(r) + " is " + std::to_string(ids[r]) +
+                            ", expected an expert id in [0, " + std::to_string(E) + ")");
+    }
+    if (!std::isfinite(route_weights[r])) {
+      throw InvalidArgument("weights: element " + std::to_string(r) + " is not finite");
+    }
+  }
+  if (tokens == 0) return;
+  if (p.config.weight_dtype == DType::bf16) {
+    forward_typed<uint16_t>(p, activation_dtype, hidden, tokens, ids, route_weights, out);
+  } else {
+    forward_typed<float>(p, activation_dtype, hidden, tokens, ids, route_weights, out);
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,170 @@
+// moe-cpu kernel library: the one public header.
+//
+// Plain C++17, no Node headers: used by the addon, the C++ tests and the native benchmark.
+// The math is defined in SPEC.md; every function here follows it exactly.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+enum class DType { f32, bf16 };
+
+// How the 2I rows (or columns, or bias entries) of W13 are ordered.
+//   halves:      gate 0..I-1, then up 0..I-1
+//   interleaved: gate0, up0, gate1, up1, ...
+enum class W13Layout { halves, interleaved };
+
+enum class Activation { swigluoai, silu, gelu, gelu_tanh };
+
+enum class RoutingMode { topk_softmax, softmax_topk, sigmoid_grouped };
+
+// Thrown by the kernel library for inputs it cannot process (shape mismatch, NaN logits,
+// ids out of range). The addon turns it into a JavaScript RangeError.
+class InvalidArgument : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// ---------------------------------------------------------------------------------------------
+// bf16 (stored as uint16_t bit patterns)
+
+// Round to nearest, ties to even; NaN stays NaN (quiet).
+uint16_t f32_to_bf16(float value);
+float bf16_to_f32(uint16_t bits);
+void convert_f32_to_bf16(const float* src, uint16_t* dst, size_t count);
+void convert_bf16_to_f32(const uint16_t* src, float* dst, size_t count);
+
+// ---------------------------------------------------------------------------------------------
+// W13 layout (layout.cpp)
+//
+// Any W13 tensor or bias is viewed as [outer, 2I, inner]: the permutation moves blocks of
+// `inner` contiguous elements.
+//   W13 [E, 2I, H]        -> outer = E,     inner = H
+//   W13 transposed [E,H,2I] -> outer = E * H, inner = 1
+//   bias [E, 2I]          -> outer = E,     inner = 1
+// Element size is 2 (bf16) or 4 (f32) bytes; the permutation copies bits and is dtype-agnostic.
+struct W13Shape {
+  size_t outer;
+  size_t intermediate;  // I
+  size_t inner;
+  size_t elements() const { return outer * 2 * intermediate * inner; }
+};
+
+// Out of place; src and dst must not overlap.
+void deinterleave_w13(const void* src, void* dst, size_t element_bytes, const W13Shape& shape);
+void interleave_w13(const void* src, void* dst, size_t element_bytes, const W13Shape& shape);
+// In place: extra memory is one block of `inner` elements plus 2I bits of bookkeeping.
+void deinterleave_w13_in_place(void* data, size_t element_bytes, const W13Shape& shape);
+void interleave_w13_in_place(void* data, size_t element_bytes, const W13Shape& shape);
+
+// ---------------------------------------------------------------------------------------------
+// Gated activations (activation.cpp)
+
+struct ActivationParams {
+  Activation kind = Activation::silu;
+  float swiglu_alpha = 1.702f;  // swigluoai only
+  float swiglu_limit = 7.0f;    // swigluoai only
+};
+
+// One channel: out = act(gate, up), math in fp32.
+float gated_activation(const ActivationParams& params, float gate, float up);
+
+// in: [tokens, 2I] in `layout`; out: [tokens, I].
+void gated_activation_f32(const ActivationParams& params, W13Layout layout, const float* in,
+                          float* out, size_t tokens, size_t intermediate);
+void gated_activation_bf16(const ActivationParams& params, W13Layout layout, const uint16_t* in,
+                           uint16_t* out, size_t tokens, size_t intermediate);
+
+// ---------------------------------------------------------------------------------------------
+// Routing (routing.cpp)
+
+struct RoutingParams {
+  RoutingMode mode = RoutingMode::topk_softmax;
+  bool renormalize = false;              // softmax_topk, sigmoid_grouped
+  size_t num_groups = 1;                 // sigmoid_grouped
+  size_t topk_groups = 1;                // sigmoid_grouped
+  const float* correction_bias = nullptr;  // sigmoid_grouped, [E] or null
+  float routed_scaling_factor = 1.0f;    // sigmoid_grouped
+};
+
+// logits [T, E] -> ids [T, K], weights [T, K]; slots by descending score, ties to the lower
+// expert index. Throws InvalidArgument (writing nothing) if a logit is not finite or the
+// parameters do not fit E and K.
+void select_experts(const RoutingParams& params, const float* logits, size_t tokens,
+                    size_t num_experts, size_t top_k, int32_t* ids, float* weights);
+
+// ---------------------------------------------------------------------------------------------
+// Thread pool (thread_pool.cpp)
+
+// Physical cores available to this process (affinity mask respected); at least 1.
+unsigned physical_core_count();
+
+// ---------------------------------------------------------------------------------------------
+// The fused MoE layer (moe.cpp)
+
+struct MoeConfig {
+  size_t num_experts = 0;        // E
+  size_t hidden_size = 0;        // H
+  size_t intermediate_size = 0;  // I
+  size_t top_k = 0;              // K
+  ActivationParams activation;
+  W13Layout w13_layout = W13Layout::halves;
+  bool transposed = false;  // W13 [E, H, 2I] and W2 [E, I, H] instead of [E, 2I, H], [E, H, I]
+  DType weight_dtype = DType::f32;
+  unsigned threads = 0;  // 0: physical_core_count()
+};
+
+// Caller's weights, in the dtype of MoeConfig::weight_dtype (float* or uint16_t* bf16).
+// Biases are optional (null) and have the weight dtype too.
+struct MoeWeights {
+  const void* w13 = nullptr;
+  const void* w2 = nullptr;
+  const void* w13_bias = nullptr;  // [E, 2I] in w13_layout
+  const void* w2_bias = nullptr;   // [E, H]
+};
+
+class MoeLayer {
+ public:
+  // Packs the weights once (layout and orientation handled here); keeps no reference to the
+  // caller's arrays. Throws InvalidArgument on a bad configuration.
+  MoeLayer(const MoeConfig& config, const MoeWeights& weights);
+  ~MoeLayer();
+  MoeLayer(const MoeLayer&) = delete;
+  MoeLayer& operator=(const MoeLayer&) = delete;
+
+  // hidden [T, H] and out [T, H] in `activation_dtype`; ids/weights [T, K] (slot order).
+  // Validates ids and weights before writing anything (throws InvalidArgument).
+  // Safe to call concurrently from several threads.
+  void forward(DType activation_dtype, const void* hidden, size_t tokens, const int32_t* ids,
+               const float* route_weights, void* out) const;
+
+  const MoeConfig& config() const;
+  // Bytes held by the packed layer (weights and biases).
+  size_t bytes() const;
+
+  struct Packed;
+
+ private:
+  std::unique_ptr<Packed> packed_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// CPU detection and kernel choice (dispatch.cpp)
+
+struct CpuInfo {
+  std::string arch;                   // "x64", "arm64", ...
+  std::vector<std::string> features;  // e.g. "avx2", "fma", "avx512f", "avx512bf16", "neon", "sve"
+  std::string kernel;                 // the kernel set in use: "scalar", ...
+};
+
+// Reads MOE_CPU_ISA once; throws InvalidArgument if it names a kernel set this build or this
+// CPU cannot run.
+const CpuInfo& cpu_info();
+
+}  // namespace moe

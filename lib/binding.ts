@@ -1,0 +1,49 @@
+// Loads the native addon: a prebuild for this platform if one ships, else a local build.
+import * as path from 'node:path';
+
+import type { RoutingArg } from './routing';
+
+/** The raw binding (cpp/addon/addon.cc). Callers are the facade modules only. */
+export interface NativeBinding {
+  cpuInfo(): { arch: string; features: string[]; kernel: string; threads: number };
+  permuteW13(w: Float32Array | Uint16Array, out: Float32Array | Uint16Array, outer: number,
+    intermediate: number, inner: number, toInterleaved: boolean): void;
+  gatedActivation(x: Float32Array | Uint16Array, out: Float32Array | Uint16Array, tokens: number,
+    intermediate: number, isInterleaved: boolean, kind: string, alpha: number, limit: number): void;
+  selectExperts(logits: Float32Array, tokens: number, numExperts: number, topK: number,
+    routing: RoutingArg, ids: Int32Array, weights: Float32Array): void;
+  convertBf16(src: Float32Array | Uint16Array, dst: Float32Array | Uint16Array): void;
+  NativeLayer: new (config: object, w13: Float32Array | Uint16Array, w2: Float32Array | Uint16Array,
+    w13Bias: Float32Array | Uint16Array | null, w2Bias: Float32Array | Uint16Array | null) => NativeLayer;
+}
+
+export interface NativeLayer {
+  readonly bytes: number;
+  forwardSync<T extends Float32Array | Uint16Array>(hidden: T, tokens: number, ids: Int32Array,
+    weights: Float32Array, out: T): T;
+  forward<T extends Float32Array | Uint16Array>(hidden: T, tokens: number, ids: Int32Array,
+    weights: Float32Array, out: T): Promise<T>;
+  dispose(): void;
+}
+
+const SHIPPED_PLATFORMS = ['linux-x64 (glibc)'];
+
+function load(): NativeBinding {
+  const root = path.join(__dirname, '..');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('node-gyp-build')(root) as NativeBinding;
+  } catch (err) {
+    const e = err as Error;
+    if (!/No native build was found/.test(e.message)) throw err;
+    throw new Error(
+      `moe-cpu: no prebuilt binary for ${process.platform}-${process.arch} ` +
+        `(Node-API 8; shipped: ${SHIPPED_PLATFORMS.join(', ')}). ` +
+        'Build from source with a C++17 compiler, Python 3 and make: ' +
+        '`npm rebuild moe-cpu` (or `npx node-gyp rebuild` inside the package folder).',
+      { cause: err },
+    );
+  }
+}
+
+export const binding: NativeBinding = load();

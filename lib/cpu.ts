@@ -1,0 +1,16 @@
+import { binding } from './binding';
+
+export interface CpuInfo {
+  /** 'x64', 'arm64', … */
+  arch: string;
+  /** Instruction-set features the CPU and OS support, e.g. 'avx2', 'avx512bf16', 'sve'. */
+  features: string[];
+  /** The kernel set in use ('scalar', …); MOE_CPU_ISA forces one. */
+  kernel: string;
+  /** Physical cores available to this process: the default thread count of a layer. */
+  threads: number;
+}
+
+export function cpuInfo(): CpuInfo {
+  return binding.cpuInfo();
+}

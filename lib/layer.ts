@@ -1,0 +1,171 @@
+// MoeLayer: packed expert weights + the fused forward.
+import { checkSwigluLimit, ACTIVATIONS, SWIGLU_ALPHA, type Activation } from './activation';
+import { binding, type NativeLayer } from './binding';
+import { checkRouting, checkTopK, route, type RouteIds, type Routing, type RoutingArg } from './routing';
+import {
+  boolean, describe, finiteNumber, object, oneOf, optionalBoolean, positiveInteger, sameType, typedArray, weightArray,
+  type WeightArray,
+} from './validate';
+
+export type WeightDtype = 'f32' | 'bf16';
+
+export interface MoeLayerOptions {
+  numExperts: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  topK: number;
+  activation: Activation;
+  /** Required: true for gpt-oss (g0,u0,g1,u1,…), false for halves (Mixtral, Qwen, DeepSeek). */
+  isW13Interleaved: boolean;
+  weightDtype: WeightDtype;
+  /** [E, 2I, H] (or [E, H, 2I] when transposed). */
+  w13: WeightArray;
+  /** [E, H, I] (or [E, I, H] when transposed). */
+  w2: WeightArray;
+  /** [E, 2I], in the W13 layout; same dtype as the weights. */
+  w13Bias?: WeightArray;
+  /** [E, H]; same dtype as the weights. */
+  w2Bias?: WeightArray;
+  transposed?: boolean;
+  swigluAlpha?: number;
+  swigluLimit?: number;
+  routing?: Routing;
+  /** Native threads for this layer's forward; default: physical cores. */
+  threads?: number;
+}
+
+/** Router output, or router logits [T, E] to route with the layer's routing. */
+export type Route = { logits: Float32Array } | RouteIds;
+
+const DTYPE_ARRAY: Record<WeightDtype, new (n: number) => WeightArray> = { f32: Float32Array, bf16: Uint16Array };
+
+/**
+ * One MoE block's experts. The constructor packs the weights into memory the layer owns (the
+ * W13 layout and orientation are resolved there, once) and keeps no reference to the caller's
+ * arrays: they can be dropped afterwards. `bytes` says what the layer holds.
+ *
+ * `forwardSync` runs on the calling thread; `forward` runs on a libuv worker thread that drives
+ * the native pool, so the event loop stays free. Both use `threads` native threads.
+ */
+export class MoeLayer {
+  readonly numExperts: number;
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly topK: number;
+  readonly activation: Activation;
+  readonly isW13Interleaved: boolean;
+  readonly weightDtype: WeightDtype;
+  readonly routing: Routing;
+  readonly threads: number;
+  #routing: RoutingArg;
+  #native: NativeLayer | null;
+
+  constructor(options: MoeLayerOptions) {
+    const o = object(options, 'options');
+    const E = positiveInteger(o.numExperts, 'numExperts');
+    const H = positiveInteger(o.hiddenSize, 'hiddenSize');
+    const I = positiveInteger(o.intermediateSize, 'intermediateSize');
+    const K = checkTopK(o.topK, E);
+    const activation = oneOf(o.activation, 'activation', ACTIVATIONS);
+    if (o.isW13Interleaved === undefined) {
+      throw new TypeError(
+        'isW13Interleaved: required (true for gpt-oss-style interleaved gate/up rows, false for halves); got undefined',
+      );
+    }
+    const interleaved = boolean(o.isW13Interleaved, 'isW13Interleaved');
+    const dtype = oneOf(o.weightDtype, 'weightDtype', ['f32', 'bf16'] as const);
+    const transposed = optionalBoolean(o.transposed, 'transposed', false);
+    const alpha = finiteNumber(o.swigluAlpha, 'swigluAlpha', SWIGLU_ALPHA);
+    const limit = checkSwigluLimit(o.swigluLimit, 'swigluLimit');
+    const routing = (o.routing ?? { mode: 'topk-softmax' }) as Routing;
+    this.#routing = checkRouting(routing, E, K);
+    const threads = o.threads === undefined ? binding.cpuInfo().threads : positiveInteger(o.threads, 'threads');
+
+    const ctor = DTYPE_ARRAY[dtype];
+    const w13Shape = transposed ? `[E=${E}, H=${H}, 2I=${2 * I}]` : `[E=${E}, 2I=${2 * I}, H=${H}]`;
+    const w2Shape = transposed ? `[E=${E}, I=${I}, H=${H}]` : `[E=${E}, H=${H}, I=${I}]`;
+    const w13 = typedArray(o.w13, 'w13', ctor, E * 2 * I * H, w13Shape);
+    const w2 = typedArray(o.w2, 'w2', ctor, E * H * I, w2Shape);
+    const w13Bias = o.w13Bias === undefined ? null : typedArray(o.w13Bias, 'w13Bias', ctor, E * 2 * I, `[E=${E}, 2I=${2 * I}]`);
+    const w2Bias = o.w2Bias === undefined ? null : typedArray(o.w2Bias, 'w2Bias', ctor, E * H, `[E=${E}, H=${H}]`);
+
+    this.#native = new binding.NativeLayer(
+      {
+        numExperts: E, hiddenSize: H, intermediateSize: I, topK: K, activation,
+        isW13Interleaved: interleaved, transposed, swigluAlpha: alpha, swigluLimit: limit, threads,
+      },
+      w13, w2, w13Bias, w2Bias,
+    );
+    this.numExperts = E;
+    this.hiddenSize = H;
+    this.intermediateSize = I;
+    this.topK = K;
+    this.activation = activation;
+    this.isW13Interleaved = interleaved;
+    this.weightDtype = dtype;
+    this.routing = routing;
+    this.threads = threads;
+  }
+
+  /** Bytes of packed weights and biases held by the layer (0 once disposed). */
+  get bytes(): number {
+    return this.#native?.bytes ?? 0;
+  }
+
+  /** hidden [T, H] (Float32Array, or Uint16Array bf16) -> [T, H] of the same dtype, off the main thread. */
+  async forward<T extends WeightArray>(hidden: T, route: Route): Promise<T> {
+    const args = this.#prepare(hidden, route);
+    return this.#live().forward(args.hidden, args.tokens, args.ids, args.weights, args.out);
+  }
+
+  /** As `forward`, on the calling thread. */
+  forwardSync<T extends WeightArray>(hidden: T, route: Route): T {
+    const args = this.#prepare(hidden, route);
+    return this.#live().forwardSync(args.hidden, args.tokens, args.ids, args.weights, args.out);
+  }
+
+  /** Frees the packed weights now (a forward in flight finishes first). Idempotent. */
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #live(): NativeLayer {
+    if (!this.#native) throw new Error('MoeLayer: used after dispose()');
+    return this.#native;
+  }
+
+  #prepare<T extends WeightArray>(hiddenArg: T, routeArg: Route) {
+    this.#live();
+    const H = this.hiddenSize, E = this.numExperts, K = this.topK;
+    const hidden = weightArray(hiddenArg, 'hidden') as T;
+    if (hidden.length % H !== 0) {
+      throw new RangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);
+    }
+    const tokens = hidden.length / H;
+    const r = object(routeArg, 'route');
+    let ids: Int32Array, weights: Float32Array;
+    if (r.logits !== undefined) {
+      const logits = typedArray(r.logits, 'route.logits', Float32Array, tokens * E, `[T=${tokens}, E=${E}]`);
+      ({ ids, weights } = route(logits, tokens, E, K, this.#routing));
+    } else if (r.ids !== undefined || r.weights !== undefined) {
+      ids = typedArray(r.ids, 'route.ids', Int32Array, tokens * K, `[T=${tokens}, K=${K}]`);
+      weights = typedArray(r.weights, 'route.weights', Float32Array, tokens * K, `[T=${tokens}, K=${K}]`);
+      for (let i = 0; i < ids.length; i++) {
+        if (!(ids[i] >= 0 && ids[i] < E)) {
+          throw new RangeError(`route.ids[${i}]: expected an expert id in [0, ${E}), got ${ids[i]}`);
+        }
+        if (!Number.isFinite(weights[i])) {
+          throw new RangeError(`route.weights[${i}]: expected a finite number, got ${weights[i]}`);
+        }
+      }
+    } else {
+      throw new TypeError(`route: expected { logits } or { ids, weights }, got ${describe(routeArg)}`);
+    }
+    return { hidden, tokens, ids, weights, out: sameType(hidden, hidden.length) };
+  }
+}

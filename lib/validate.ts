@@ -1,0 +1,100 @@
+// Argument checks shared by every public function. Each throws a TypeError (wrong type,
+// missing) or RangeError (wrong value, length or range) whose message starts with the
+// argument's name and says what was expected and what was given.
+
+export type WeightArray = Float32Array | Uint16Array;
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${(value as Float32Array).length})`;
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'object') return value.constructor?.name ?? 'object';
+  return String(value);
+}
+
+export function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number') throw new TypeError(`${name}: expected a positive integer, got ${describe(value)}`);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(`${name}: expected a positive integer, got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function boolean(value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name}: expected true or false, got ${describe(value)}`);
+  return value;
+}
+
+export function optionalBoolean(value: unknown, name: string, fallback: boolean): boolean {
+  return value === undefined ? fallback : boolean(value, name);
+}
+
+export function finiteNumber(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') throw new TypeError(`${name}: expected a number, got ${describe(value)}`);
+  if (!Number.isFinite(value)) throw new RangeError(`${name}: expected a finite number, got ${value}`);
+  return value;
+}
+
+export function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[]): T {
+  if (typeof value !== 'string') {
+    throw new TypeError(`${name}: expected one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(value)}`);
+  }
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new RangeError(`${name}: expected one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${value}'`);
+  }
+  return value as T;
+}
+
+export function object(value: unknown, name: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) throw new TypeError(`${name}: expected an object, got ${describe(value)}`);
+  return value as Record<string, unknown>;
+}
+
+// Node 20 has no ArrayBuffer.prototype.detached; constructing a view on a detached buffer
+// throws, which tells the two empty cases apart.
+function isDetached(buffer: ArrayBufferLike): boolean {
+  const flag = (buffer as { detached?: boolean }).detached;
+  if (flag !== undefined) return flag;
+  if (buffer.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buffer as ArrayBuffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+type ArrayConstructor = Float32ArrayConstructor | Uint16ArrayConstructor | Int32ArrayConstructor;
+const DTYPE_NAME = new Map<ArrayConstructor, string>([
+  [Float32Array, 'Float32Array (f32)'],
+  [Uint16Array, 'Uint16Array (bf16 bit patterns)'],
+  [Int32Array, 'Int32Array'],
+]);
+
+/** Checks the array type and, when `length` is given, its length; `shape` explains it. */
+export function typedArray<T extends Float32Array | Uint16Array | Int32Array>(
+  value: unknown, name: string, ctor: { new (n: number): T }, length?: number, shape?: string,
+): T {
+  if (!(value instanceof (ctor as unknown as ArrayConstructor))) {
+    throw new TypeError(`${name}: expected ${DTYPE_NAME.get(ctor as unknown as ArrayConstructor)}, got ${describe(value)}`);
+  }
+  const array = value as T;
+  if (isDetached(array.buffer)) throw new TypeError(`${name}: its ArrayBuffer is detached`);
+  if (length !== undefined && array.length !== length) {
+    throw new RangeError(`${name}: expected length ${length}${shape ? ` (${shape})` : ''}, got ${array.length}`);
+  }
+  return array;
+}
+
+/** A Float32Array or a Uint16Array (bf16), whichever it is. */
+export function weightArray(value: unknown, name: string): WeightArray {
+  if (value instanceof Float32Array) return typedArray(value, name, Float32Array);
+  if (value instanceof Uint16Array) return typedArray(value, name, Uint16Array);
+  throw new TypeError(`${name}: expected Float32Array (f32) or Uint16Array (bf16 bit patterns), got ${describe(value)}`);
+}
+
+export function sameType<T extends WeightArray>(like: T, length: number): T {
+  return (like instanceof Float32Array ? new Float32Array(length) : new Uint16Array(length)) as T;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// Runs every test suite and ends with one line totalling them: `N passed, N failed`.
+//   1. vitest (the public API against the TypeScript reference);
+//   2. the C++ kernel tests (build/moe_kernel_tests), once per kernel set this CPU can run,
+//      forced with MOE_CPU_ISA.
+// Exit code is non-zero if any suite failed or ran no test.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+let passed = 0;
+let failed = 0;
+let broken = false;
+
+function run(label, cmd, args, env = {}) {
+  console.log(`\n=== ${label}: ${[cmd, ...args].join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+  return r.status === 0;
+}
+
+// vitest: counts from its JSON report.
+function vitest(label, env = {}) {
+  const report = path.join(os.tmpdir(), `moe-cpu-vitest-${process.pid}.json`);
+  const ok = run(label, process.execPath,
+    [require.resolve('vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile=${report}`], env);
+  if (!fs.existsSync(report)) {
+    console.log(`${label}: no report`);
+    broken = true;
+    return;
+  }
+  const r = JSON.parse(fs.readFileSync(report, 'utf8'));
+  fs.rmSync(report);
+  passed += r.numPassedTests;
+  failed += r.numFailedTests;
+  if (!ok || r.numTotalTests === 0) broken = true;
+}
+
+// C++ tests print `N passed, N failed` as their last line.
+function kernelTests(label, env) {
+  const bin = path.join(root, 'build', 'moe_kernel_tests');
+  console.log(`\n=== ${label}: ${bin}`);
+  const r = spawnSync(bin, [], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
+  process.stdout.write(r.stdout ?? '');
+  process.stderr.write(r.stderr ?? '');
+  const m = /(\d+) passed, (\d+) failed\s*$/.exec(r.stdout ?? '');
+  if (!m) {
+    console.log(`${label}: did not report a count (exit ${r.status}${r.error ? `, ${r.error.message}` : ''})`);
+    broken = true;
+    return;
+  }
+  passed += Number(m[1]);
+  failed += Number(m[2]);
+  if (r.status !== 0 || Number(m[1]) + Number(m[2]) === 0) broken = true;
+}
+
+const only = process.argv[2];
+if (!only || only === 'js') vitest('vitest');
+if (!only || only === 'kernels') {
+  // Kernel sets this machine can run: the addon reports the one it picked as best.
+  for (const isa of ['scalar']) kernelTests(`kernel tests (MOE_CPU_ISA=${isa})`, { MOE_CPU_ISA: isa });
+}
+console.log(`\n${passed} passed, ${failed} failed`);
+process.exit(failed > 0 || broken ? 1 : 0);
