@@ -6,6 +6,10 @@
 #include <new>
 #include <utility>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace moe {
 
 class AlignedBuffer {
@@ -14,11 +18,19 @@ class AlignedBuffer {
   static constexpr size_t kAlignment = 64;
 
   AlignedBuffer() = default;
+  // Large buffers (packed weights) are aligned to and advised as 2 MiB huge pages: a
+  // gigabyte in 4 KiB pages costs ~250k page faults on first touch and TLB misses after.
+  static constexpr size_t kHugePage = size_t{2} << 20;
+
   explicit AlignedBuffer(size_t bytes) : bytes_(bytes) {
     if (bytes == 0) return;
-    size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    data_ = std::aligned_alloc(kAlignment, rounded);
+    const size_t alignment = bytes >= kHugePage ? kHugePage : kAlignment;
+    const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
+    data_ = std::aligned_alloc(alignment, rounded);
     if (!data_) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (alignment == kHugePage) madvise(data_, rounded, MADV_HUGEPAGE);
+#endif
   }
   ~AlignedBuffer() { std::free(data_); }
   AlignedBuffer(AlignedBuffer&& other) noexcept : data_(other.data_), bytes_(other.bytes_) {
