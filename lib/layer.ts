@@ -135,7 +135,7 @@ export class MoeLayer {
   }
 
   #live(): NativeLayer {
-    if (!this.#native) throw new Error('MoeLayer: used after dispose()');
+    if (!this.#native) throw new TypeError('MoeLayer: this layer was disposed; create a new one');
     return this.#native;
   }
 

@@ -272,14 +272,24 @@ class ForwardWorker : public Napi::AsyncWorker {
       SetError("moe-cpu: out of memory");
     }
   }
-  // JS thread.
-  void OnOK() override { deferred_.Resolve(out_ref_.Value()); }
+  // JS thread. When the environment is shutting down (a Worker terminated mid-forward), the
+  // promise can no longer be settled and node-addon-api throws: nobody is left to tell, and an
+  // exception escaping here would abort the process.
+  void OnOK() override {
+    try {
+      deferred_.Resolve(out_ref_.Value());
+    } catch (const Napi::Error&) {
+    }
+  }
   void OnError(const Napi::Error& error) override {
-    const std::string message = error.Message();
-    if (range_error_) {
-      deferred_.Reject(Napi::RangeError::New(Env(), message).Value());
-    } else {
-      deferred_.Reject(Napi::Error::New(Env(), message).Value());
+    try {
+      const std::string message = error.Message();
+      if (range_error_) {
+        deferred_.Reject(Napi::RangeError::New(Env(), message).Value());
+      } else {
+        deferred_.Reject(Napi::Error::New(Env(), message).Value());
+      }
+    } catch (const Napi::Error&) {
     }
   }
 
@@ -359,7 +369,7 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
   }
 
   const moe::MoeLayer& layer(Napi::Env env) {
-    if (!layer_) throw Napi::Error::New(env, "layer: used after dispose()");
+    if (!layer_) throw Napi::TypeError::New(env, "layer: used after dispose()");
     return *layer_;
   }
 
