@@ -5,7 +5,7 @@ import type { RoutingArg } from './routing';
 
 /** The raw binding (cpp/addon/addon.cc). Callers are the facade modules only. */
 export interface NativeBinding {
-  cpuInfo(): { arch: string; features: string[]; kernel: string; threads: number };
+  cpuInfo(): { arch: string; features: string[]; kernel: string; kernels: string[]; threads: number };
   permuteW13(w: Float32Array | Uint16Array, out: Float32Array | Uint16Array, outer: number,
     intermediate: number, inner: number, toInterleaved: boolean): void;
   gatedActivation(x: Float32Array | Uint16Array, out: Float32Array | Uint16Array, tokens: number,

@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // Runs every test suite and ends with one line totalling them: `N passed, N failed`.
-//   1. vitest (the public API against the TypeScript reference);
-//   2. the C++ kernel tests (build/moe_kernel_tests), once per kernel set this CPU can run,
-//      forced with MOE_CPU_ISA.
+//   vitest (the public API against the TypeScript reference) and the C++ kernel tests
+//   (build/moe_kernel_tests), once per kernel set this CPU can run, forced with MOE_CPU_ISA.
 // Exit code is non-zero if any suite failed or ran no test.
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -56,11 +55,24 @@ function kernelTests(label, env) {
   if (r.status !== 0 || Number(m[1]) + Number(m[2]) === 0) broken = true;
 }
 
+// Kernel sets this machine can run, as the addon reports them (best last).
+function kernelSets() {
+  const r = spawnSync(process.execPath, ['-p', "require('./dist/index.js').cpuInfo().kernels.join(' ')"],
+    { cwd: root, encoding: 'utf8', env: { ...process.env, MOE_CPU_ISA: '' } });
+  if (r.status !== 0) {
+    console.log(`cannot load the addon:\n${r.stderr}`);
+    broken = true;
+    return [];
+  }
+  return r.stdout.trim().split(' ');
+}
+
 const only = process.argv[2];
-if (!only || only === 'js') vitest('vitest');
-if (!only || only === 'kernels') {
-  // Kernel sets this machine can run: the addon reports the one it picked as best.
-  for (const isa of ['scalar']) kernelTests(`kernel tests (MOE_CPU_ISA=${isa})`, { MOE_CPU_ISA: isa });
+const sets = kernelSets();
+for (const isa of sets) {
+  const env = { MOE_CPU_ISA: isa };
+  if (!only || only === 'js') vitest(`vitest (MOE_CPU_ISA=${isa})`, env);
+  if (!only || only === 'kernels') kernelTests(`C++ kernel tests (MOE_CPU_ISA=${isa})`, env);
 }
 console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(failed > 0 || broken ? 1 : 0);

@@ -100,6 +100,9 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < cpu.features.size(); ++i) features.Set(static_cast<uint32_t>(i), cpu.features[i]);
   out.Set("features", features);
   out.Set("kernel", cpu.kernel);
+  Napi::Array kernels = Napi::Array::New(env, cpu.kernels.size());
+  for (size_t i = 0; i < cpu.kernels.size(); ++i) kernels.Set(static_cast<uint32_t>(i), cpu.kernels[i]);
+  out.Set("kernels", kernels);
   out.Set("threads", moe::physical_core_count());
   return out;
 }
@@ -439,6 +442,121 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
 };
 
 // ------------------------------------------------------------------------------------------
+// Checkpoint loading: router logits and MXFP4 decode.
+
+// Plain data for one router call: inputs copied (the caller may reuse them meanwhile).
+struct RouterBaton {
+  DType hidden_dtype = DType::f32, weight_dtype = DType::f32;
+  size_t tokens = 0, hidden_size = 0, num_experts = 0;
+  unsigned threads = 0;
+  std::vector<uint8_t> hidden, weight;
+  std::vector<float> bias;  // empty: no bias
+  std::vector<float> logits;
+  void run() {
+    logits.resize(tokens * num_experts);
+    moe::router_logits(hidden_dtype, hidden.data(), tokens, hidden_size, weight_dtype, weight.data(),
+                       num_experts, bias.empty() ? nullptr : bias.data(), logits.data(), threads);
+  }
+};
+
+// (hidden, tokens, hiddenSize, weight, numExperts, bias | null, threads): checks and copies.
+RouterBaton router_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Span hidden = weight_array(info[0], "hidden");
+  RouterBaton b;
+  b.tokens = size_arg(info[1], "tokens");
+  b.hidden_size = size_arg(info[2], "hiddenSize");
+  Span weight = weight_array(info[3], "routerWeight");
+  b.num_experts = size_arg(info[4], "numExperts");
+  b.threads = static_cast<unsigned>(size_arg(info[6], "threads"));
+  expect_length(env, hidden, b.tokens * b.hidden_size, "hidden");
+  expect_length(env, weight, b.num_experts * b.hidden_size, "routerWeight");
+  if (!info[5].IsUndefined() && !info[5].IsNull()) {
+    Span bias = typed_array(info[5], "routerBias", {napi_float32_array});
+    expect_length(env, bias, b.num_experts, "routerBias");
+    const auto* p = static_cast<const float*>(bias.data);
+    b.bias.assign(p, p + bias.length);
+  }
+  b.hidden_dtype = hidden.dtype();
+  b.weight_dtype = weight.dtype();
+  const auto* h = static_cast<const uint8_t*>(hidden.data);
+  b.hidden.assign(h, h + hidden.length * hidden.element_bytes());
+  const auto* w = static_cast<const uint8_t*>(weight.data);
+  b.weight.assign(w, w + weight.length * weight.element_bytes());
+  return b;
+}
+
+Napi::Float32Array logits_array(Napi::Env env, const std::vector<float>& logits) {
+  Napi::Float32Array out = Napi::Float32Array::New(env, logits.size());
+  if (!logits.empty()) std::memcpy(out.Data(), logits.data(), logits.size() * sizeof(float));
+  return out;
+}
+
+// routerLogits(hidden, tokens, hiddenSize, weight, numExperts, bias | null, threads) -> Float32Array [T, E]
+Napi::Value RouterLogits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RouterBaton b = router_args(info);
+  guarded(env, [&] { b.run(); });
+  return logits_array(env, b.logits);
+}
+
+class RouterWorker : public Napi::AsyncWorker {
+ public:
+  RouterWorker(Napi::Env env, RouterBaton baton)
+      : Napi::AsyncWorker(env, "moe-cpu:router"), baton_(std::move(baton)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  // libuv worker thread: plain C++ only.
+  void Execute() override {
+    try {
+      baton_.run();
+    } catch (const moe::InvalidArgument& e) {
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      SetError("moe-cpu: out of memory");
+    }
+  }
+  // JS thread.
+  void OnOK() override { deferred_.Resolve(logits_array(Env(), baton_.logits)); }
+  void OnError(const Napi::Error& error) override {
+    deferred_.Reject(Napi::RangeError::New(Env(), error.Message()).Value());
+  }
+
+ private:
+  RouterBaton baton_;
+  Napi::Promise::Deferred deferred_;
+};
+
+// routerLogitsAsync(same arguments) -> Promise<Float32Array>, computed on a libuv worker thread.
+Napi::Value RouterLogitsAsync(const Napi::CallbackInfo& info) {
+  auto* worker = new RouterWorker(info.Env(), router_args(info));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();  // the worker deletes itself when done
+  return promise;
+}
+
+// decodeMxfp4(blocks: Uint8Array [n, 16], scales: Uint8Array [n], out: Float32Array | Uint16Array [n, 32])
+Napi::Value DecodeMxfp4(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Span blocks = typed_array(info[0], "blocks", {napi_uint8_array});
+  Span scales = typed_array(info[1], "scales", {napi_uint8_array});
+  Span out = weight_array(info[2], "out");
+  const size_t n = scales.length;
+  expect_length(env, blocks, n * moe::kMxfp4BlockBytes, "blocks");
+  expect_length(env, out, n * moe::kMxfp4BlockValues, "out");
+  const auto* b = static_cast<const uint8_t*>(blocks.data);
+  const auto* s = static_cast<const uint8_t*>(scales.data);
+  if (out.dtype() == DType::bf16) {
+    moe::decode_mxfp4_bf16(b, s, n, static_cast<uint16_t*>(out.data));
+  } else {
+    moe::decode_mxfp4_f32(b, s, n, static_cast<float*>(out.data));
+  }
+  return env.Undefined();
+}
+
+// ------------------------------------------------------------------------------------------
 // Registration: every export in one table.
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -449,6 +567,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("selectExperts", Napi::Function::New<SelectExperts>(env, "selectExperts"));
   exports.Set("convertBf16", Napi::Function::New<ConvertBf16>(env, "convertBf16"));
   exports.Set("NativeLayer", NativeLayer::Define(env));
+  exports.Set("routerLogits", Napi::Function::New<RouterLogits>(env, "routerLogits"));
+  exports.Set("routerLogitsAsync", Napi::Function::New<RouterLogitsAsync>(env, "routerLogitsAsync"));
+  exports.Set("decodeMxfp4", Napi::Function::New<DecodeMxfp4>(env, "decodeMxfp4"));
   return exports;
 }
 

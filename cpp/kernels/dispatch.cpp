@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "isa/kernel_table.h"
 #include "moe_cpu.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -21,12 +22,6 @@
 namespace moe {
 
 namespace {
-
-// Kernel sets compiled into this build, best last.
-const std::vector<std::string>& built_kernels() {
-  static const std::vector<std::string> kernels = {"scalar"};
-  return kernels;
-}
 
 #if MOE_X86
 unsigned long long xgetbv0() {
@@ -88,26 +83,61 @@ std::string detect_arch() {
 #endif
 }
 
+bool has(const std::vector<std::string>& features, const char* name) {
+  for (const auto& f : features) if (f == name) return true;
+  return false;
+}
+
+// A kernel set compiled into this build and the CPU features it needs.
+struct KernelSet {
+  const char* name;
+  std::vector<const char*> needs;
+};
+
+// Best last.
+const std::vector<KernelSet>& built_kernel_sets() {
+  static const std::vector<KernelSet> sets = {
+      {"scalar", {}},
+#if MOE_X86
+      {"avx2", {"avx2", "fma"}},
+      {"avx512", {"avx512f", "avx512bw", "avx512vl", "avx512dq"}},
+#endif
+  };
+  return sets;
+}
+
+std::string missing_features(const KernelSet& set, const std::vector<std::string>& features) {
+  std::string missing;
+  for (const char* need : set.needs) {
+    if (!has(features, need)) missing += (missing.empty() ? "" : " ") + std::string(need);
+  }
+  return missing;
+}
+
 CpuInfo detect() {
   CpuInfo info;
   info.arch = detect_arch();
   info.features = detect_features();
-  const auto& kernels = built_kernels();
-  info.kernel = kernels.back();
+  for (const auto& set : built_kernel_sets()) {
+    if (missing_features(set, info.features).empty()) info.kernels.push_back(set.name);
+  }
+  info.kernel = info.kernels.back();
   const char* forced = std::getenv("MOE_CPU_ISA");
-  if (forced && *forced) {
-    const std::string name = forced;
-    bool built = false;
-    for (const auto& k : kernels) built = built || k == name;
-    if (!built) {
-      std::string list;
-      for (const auto& k : kernels) list += (list.empty() ? "" : ", ") + k;
-      throw InvalidArgument("MOE_CPU_ISA=" + name + ": this build has no such kernel set (built: " +
-                            list + ")");
+  if (!forced || !*forced) return info;
+  const std::string name = forced;
+  std::string built;
+  for (const auto& set : built_kernel_sets()) {
+    built += (built.empty() ? "" : ", ") + std::string(set.name);
+    if (name != set.name) continue;
+    const std::string missing = missing_features(set, info.features);
+    if (!missing.empty()) {
+      throw InvalidArgument("MOE_CPU_ISA=" + name + ": this CPU lacks " + missing);
     }
     info.kernel = name;
+    return info;
   }
-  return info;
+  throw InvalidArgument("MOE_CPU_ISA=" + name + ": this build has no such kernel set (built for " +
+                        info.arch + ": " + built + ")");
 }
 
 }  // namespace
@@ -116,5 +146,21 @@ const CpuInfo& cpu_info() {
   static const CpuInfo info = detect();
   return info;
 }
+
+namespace isa {
+
+const KernelTable& active_table() {
+  static const KernelTable* table = [] {
+    const CpuInfo& info = cpu_info();
+#if MOE_X86
+    if (info.kernel == "avx2") return &avx2_table();
+    if (info.kernel == "avx512") return &avx512_table(has(info.features, "avx512bf16"));
+#endif
+    return &scalar_table();
+  }();
+  return *table;
+}
+
+}  // namespace isa
 
 }  // namespace moe

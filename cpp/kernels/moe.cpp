@@ -1,6 +1,7 @@
 // The fused MoE forward (scalar path).
 //
-// forward() runs in three passes over the shared thread pool:
+// forward() runs in three passes over the shared thread pool, with the dot products of the
+// kernel set dispatch.cpp chose (isa/):
 //   1. per (expert, block of channels): gate and up rows against the expert's tokens,
 //      + bias, activation -> a[route][I]   (no [T, 2I] buffer: the epilogue runs per row pair)
 //   2. per (expert, block of output rows): W2 rows against a -> y[route][H] (+ bias)
@@ -13,7 +14,7 @@
 #include <vector>
 
 #include "aligned_buffer.h"
-#include "dot.h"
+#include "isa/kernel_table.h"
 #include "moe_cpu.h"
 #include "pack.h"
 #include "thread_pool.h"
@@ -99,57 +100,43 @@ size_t MoeLayer::bytes() const {
 
 namespace {
 
-template <typename W>
-void expert_gate_up(const MoeLayer::Packed& p, const ExpertGroup& group, size_t c0, size_t c1,
-                    const std::vector<const float*>& x_rows, bool round_to_bf16, float* a) {
-  const MoeConfig& cfg = p.config;
-  const size_t H = cfg.hidden_size, I = cfg.intermediate_size, n = group.routes.size();
-  const W* w = p.w13.as<W>() + group.expert * 2 * I * H;
-  const float* bias = p.w13_bias.empty() ? nullptr : p.w13_bias.data() + group.expert * 2 * I;
-  std::vector<float> gate(n), up(n);
-  for (size_t j = c0; j < c1; ++j) {
-    dot::row_times_token_list(w + j * H, x_rows.data(), n, H, gate.data());
-    dot::row_times_token_list(w + (I + j) * H, x_rows.data(), n, H, up.data());
-    const float bg = bias ? bias[j] : 0.0f, bu = bias ? bias[I + j] : 0.0f;
-    for (size_t t = 0; t < n; ++t) {
-      float v = gated_activation(cfg.activation, gate[t] + bg, up[t] + bu);
-      if (round_to_bf16) v = bf16_to_f32(f32_to_bf16(v));
-      a[group.routes[t] * I + j] = v;
+// With bf16 weights and f32 activations, the native bf16 dot products (which round the
+// activations to bf16) pay off once an expert's weights are reused by this many tokens on
+// average; below it the call is bound by memory and the exact f32 path costs nothing extra.
+constexpr size_t kBf16DotMinTokensPerExpert = 4;
+
+// Token rows fed to the dot products, in f32 or bf16; `rows[g]` lists group g's rows.
+template <typename X>
+struct TokenRows {
+  std::vector<X> storage;
+  std::vector<std::vector<const X*>> rows;
+};
+
+// The dot products of one (weights, activations) combination, as chosen for this forward.
+struct DotPlan {
+  const isa::KernelTable* table;
+  DType weights;
+  bool bf16_activations;  // token rows (x and a) are bf16: native bf16 dot products
+
+  void run(const void* w, size_t stride, size_t rows, const void* const* x, size_t tokens, size_t n,
+           float* out) const {
+    if (weights == DType::f32) {
+      table->dot_f32_f32(static_cast<const float*>(w), stride, rows, reinterpret_cast<const float* const*>(x), tokens, n, out);
+    } else if (bf16_activations) {
+      table->dot_bf16_bf16(static_cast<const uint16_t*>(w), stride, rows, reinterpret_cast<const uint16_t* const*>(x), tokens, n, out);
+    } else {
+      table->dot_bf16_f32(static_cast<const uint16_t*>(w), stride, rows, reinterpret_cast<const float* const*>(x), tokens, n, out);
     }
   }
-}
+};
 
-template <typename W>
-void expert_down(const MoeLayer::Packed& p, const ExpertGroup& group, size_t r0, size_t r1,
-                 const std::vector<const float*>& a_rows, float* y) {
-  const MoeConfig& cfg = p.config;
-  const size_t H = cfg.hidden_size, I = cfg.intermediate_size, n = group.routes.size();
-  const W* w = p.w2.as<W>() + group.expert * H * I;
-  const float* bias = p.w2_bias.empty() ? nullptr : p.w2_bias.data() + group.expert * H;
-  std::vector<float> sums(n);
-  for (size_t r = r0; r < r1; ++r) {
-    dot::row_times_token_list(w + r * I, a_rows.data(), n, I, sums.data());
-    const float b = bias ? bias[r] : 0.0f;
-    for (size_t t = 0; t < n; ++t) y[group.routes[t] * H + r] = sums[t] + b;
-  }
-}
-
-template <typename W>
-void forward_typed(const MoeLayer::Packed& p, DType act_dtype, const void* hidden, size_t T,
-                   const int32_t* ids, const float* route_weights, void* out) {
+void forward_impl(const MoeLayer::Packed& p, DType act_dtype, const void* hidden, size_t T,
+                  const int32_t* ids, const float* route_weights, void* out) {
   const MoeConfig& cfg = p.config;
   const size_t E = cfg.num_experts, H = cfg.hidden_size, I = cfg.intermediate_size, K = cfg.top_k;
+  const size_t wbytes = element_bytes(cfg.weight_dtype);
   const unsigned threads = p.threads();
   ThreadPool& pool = ThreadPool::shared();
-
-  // f32 hidden is read in place; bf16 is widened once.
-  std::vector<float> widened;
-  const float* x = static_cast<const float*>(hidden);
-  if (act_dtype == DType::bf16) {
-    widened.resize(T * H);
-    convert_bf16_to_f32(static_cast<const uint16_t*>(hidden), widened.data(), T * H);
-    x = widened.data();
-  }
 
   // Group routes by expert, token-major inside each group.
   std::vector<ExpertGroup> groups;
@@ -166,28 +153,82 @@ void forward_typed(const MoeLayer::Packed& p, DType act_dtype, const void* hidde
     for (size_t r = 0; r < T * K; ++r) groups[group_of[ids[r]]].routes.push_back(r);
   }
 
-  std::vector<float> a(T * K * I), y(T * K * H);
-  std::vector<std::vector<const float*>> x_rows(groups.size()), a_rows(groups.size());
+  DotPlan plan{&isa::active_table(), cfg.weight_dtype, false};
+  if (cfg.weight_dtype == DType::bf16 && plan.table->dot_bf16_bf16) {
+    plan.bf16_activations = act_dtype == DType::bf16 || T * K >= kBf16DotMinTokensPerExpert * groups.size();
+  }
+  const bool round_a = act_dtype == DType::bf16 || plan.bf16_activations;
+
+  // Token rows x for W13, in the dtype the dot products take (the caller's array if it is).
+  std::vector<float> x_f32;
+  std::vector<uint16_t> x_bf16;
+  const void* x = hidden;
+  if (plan.bf16_activations && act_dtype == DType::f32) {
+    x_bf16.resize(T * H);
+    convert_f32_to_bf16(static_cast<const float*>(hidden), x_bf16.data(), T * H);
+    x = x_bf16.data();
+  } else if (!plan.bf16_activations && act_dtype == DType::bf16) {
+    x_f32.resize(T * H);
+    convert_bf16_to_f32(static_cast<const uint16_t*>(hidden), x_f32.data(), T * H);
+    x = x_f32.data();
+  }
+  const size_t xbytes = plan.bf16_activations ? 2 : 4;
+
+  // a [T*K][I] (expert activations, input of W2) and y [T*K][H] (expert outputs).
+  std::vector<uint8_t> a(T * K * I * xbytes);
+  std::vector<float> y(T * K * H);
+  std::vector<std::vector<const void*>> x_rows(groups.size()), a_rows(groups.size());
   for (size_t g = 0; g < groups.size(); ++g) {
     for (size_t r : groups[g].routes) {
-      x_rows[g].push_back(x + (r / K) * H);
-      a_rows[g].push_back(a.data() + r * I);
+      x_rows[g].push_back(static_cast<const uint8_t*>(x) + (r / K) * H * xbytes);
+      a_rows[g].push_back(a.data() + r * I * xbytes);
     }
   }
 
-  const bool round_a = act_dtype == DType::bf16;
+  // Pass 1: gate and up rows of a block of channels, then bias + activation on the tile.
   const size_t channel_tasks = (I + kChannelsPerTask - 1) / kChannelsPerTask;
   pool.run(groups.size() * channel_tasks, threads, [&](size_t task) {
-    size_t g = task / channel_tasks, c0 = (task % channel_tasks) * kChannelsPerTask;
-    expert_gate_up<W>(p, groups[g], c0, std::min(I, c0 + kChannelsPerTask), x_rows[g], round_a, a.data());
+    const size_t g = task / channel_tasks, c0 = (task % channel_tasks) * kChannelsPerTask;
+    const size_t c1 = std::min(I, c0 + kChannelsPerTask), rows = c1 - c0;
+    const ExpertGroup& group = groups[g];
+    const size_t n = group.routes.size();
+    const uint8_t* w = p.w13.as<uint8_t>() + group.expert * 2 * I * H * wbytes;
+    std::vector<float> gate(rows * n), up(rows * n);
+    plan.run(w + c0 * H * wbytes, H, rows, x_rows[g].data(), n, H, gate.data());
+    plan.run(w + (I + c0) * H * wbytes, H, rows, x_rows[g].data(), n, H, up.data());
+    const float* bias = p.w13_bias.empty() ? nullptr : p.w13_bias.data() + group.expert * 2 * I;
+    for (size_t j = 0; j < rows; ++j) {
+      const float bg = bias ? bias[c0 + j] : 0.0f, bu = bias ? bias[I + c0 + j] : 0.0f;
+      for (size_t t = 0; t < n; ++t) {
+        const float v = gated_activation(cfg.activation, gate[j * n + t] + bg, up[j * n + t] + bu);
+        const size_t at = group.routes[t] * I + c0 + j;
+        if (plan.bf16_activations) {
+          reinterpret_cast<uint16_t*>(a.data())[at] = f32_to_bf16(v);
+        } else {
+          reinterpret_cast<float*>(a.data())[at] = round_a ? bf16_to_f32(f32_to_bf16(v)) : v;
+        }
+      }
+    }
   });
 
+  // Pass 2: W2 rows against the activations, + bias.
   const size_t row_tasks = (H + kRowsPerTask - 1) / kRowsPerTask;
   pool.run(groups.size() * row_tasks, threads, [&](size_t task) {
-    size_t g = task / row_tasks, r0 = (task % row_tasks) * kRowsPerTask;
-    expert_down<W>(p, groups[g], r0, std::min(H, r0 + kRowsPerTask), a_rows[g], y.data());
+    const size_t g = task / row_tasks, r0 = (task % row_tasks) * kRowsPerTask;
+    const size_t rows = std::min(H, r0 + kRowsPerTask) - r0;
+    const ExpertGroup& group = groups[g];
+    const size_t n = group.routes.size();
+    const uint8_t* w = p.w2.as<uint8_t>() + (group.expert * H + r0) * I * wbytes;
+    std::vector<float> sums(rows * n);
+    plan.run(w, I, rows, a_rows[g].data(), n, I, sums.data());
+    const float* bias = p.w2_bias.empty() ? nullptr : p.w2_bias.data() + group.expert * H;
+    for (size_t r = 0; r < rows; ++r) {
+      const float b = bias ? bias[r0 + r] : 0.0f;
+      for (size_t t = 0; t < n; ++t) y[group.routes[t] * H + r0 + r] = sums[r * n + t] + b;
+    }
   });
 
+  // Pass 3: weighted sum over the slots, in slot order, rounded once.
   const size_t token_tasks = (T + kTokensPerTask - 1) / kTokensPerTask;
   pool.run(token_tasks, threads, [&](size_t task) {
     std::vector<float> sum(H);
@@ -224,11 +265,7 @@ void MoeLayer::forward(DType activation_dtype, const void* hidden, size_t tokens
     }
   }
   if (tokens == 0) return;
-  if (p.config.weight_dtype == DType::bf16) {
-    forward_typed<uint16_t>(p, activation_dtype, hidden, tokens, ids, route_weights, out);
-  } else {
-    forward_typed<float>(p, activation_dtype, hidden, tokens, ids, route_weights, out);
-  }
+  forward_impl(p, activation_dtype, hidden, tokens, ids, route_weights, out);
 }
 
 }  // namespace moe

@@ -160,11 +160,35 @@ class MoeLayer {
 struct CpuInfo {
   std::string arch;                   // "x64", "arm64", ...
   std::vector<std::string> features;  // e.g. "avx2", "fma", "avx512f", "avx512bf16", "neon", "sve"
-  std::string kernel;                 // the kernel set in use: "scalar", ...
+  std::string kernel;                 // the kernel set in use: "scalar", "avx2", "avx512", ...
+  std::vector<std::string> kernels;   // every kernel set this build can run on this CPU
 };
 
 // Reads MOE_CPU_ISA once; throws InvalidArgument if it names a kernel set this build or this
 // CPU cannot run.
 const CpuInfo& cpu_info();
+
+}  // namespace moe
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint loading helpers: router logits (router.cpp), MXFP4 decode (mxfp4.cpp)
+
+namespace moe {
+
+// logits [T, E] (f32) = hidden [T, H] · weight[E, H]ᵀ + bias [E] (bias may be null), fp32
+// accumulation. hidden and weight are f32 or bf16 each. Uses up to `threads` threads of the
+// shared pool (0: physical_core_count()); the result does not depend on the thread count.
+void router_logits(DType hidden_dtype, const void* hidden, size_t tokens, size_t hidden_size,
+                   DType weight_dtype, const void* weight, size_t num_experts, const float* bias,
+                   float* logits, unsigned threads);
+
+// MXFP4 as gpt-oss ships it: per block of kMxfp4BlockValues values, kMxfp4BlockBytes bytes of
+// e2m1 codes (even element in the low nibble) and one e8m0 scale byte (2^(s - 127); 0xFF is
+// NaN). Decodes num_blocks blocks to num_blocks * 32 values; exact in both output dtypes.
+constexpr size_t kMxfp4BlockValues = 32;
+constexpr size_t kMxfp4BlockBytes = 16;
+void decode_mxfp4_f32(const uint8_t* blocks, const uint8_t* scales, size_t num_blocks, float* out);
+void decode_mxfp4_bf16(const uint8_t* blocks, const uint8_t* scales, size_t num_blocks,
+                       uint16_t* out);
 
 }  // namespace moe

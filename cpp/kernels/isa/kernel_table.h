@@ -1,0 +1,42 @@
+// The per-instruction-set kernels behind the MoE forward, as a table of function pointers.
+//
+// Each ISA file (scalar.cpp, avx2.cpp, avx512.cpp, ...) is compiled with its own target flags
+// and fills one table. ODR rule for those files: every function they define lives in an
+// anonymous namespace, and they call no inline function or template shared with other files
+// (no std::min, no std::vector): the linker keeps one copy of such a function, and it could
+// be the one compiled with AVX-512 and then run on a CPU without it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace moe {
+namespace isa {
+
+// Dot products of weight rows with token rows, fp32 accumulation:
+//   out[r * tokens + t] = sum over i < n of w[r * stride + i] * x[t][i]
+// for r < rows, t < tokens. Each (r, t) sum is computed in the same order whatever `rows` and
+// `tokens` are, so results depend neither on batching nor on the split across threads.
+template <typename W, typename X>
+using DotFn = void (*)(const W* w, size_t stride, size_t rows, const X* const* x, size_t tokens,
+                       size_t n, float* out);
+
+struct KernelTable {
+  const char* name;
+  DotFn<float, float> dot_f32_f32;
+  DotFn<uint16_t, float> dot_bf16_f32;    // bf16 weights widened in registers
+  DotFn<uint16_t, uint16_t> dot_bf16_bf16;  // native bf16 dot products; null if the ISA has none
+};
+
+const KernelTable& scalar_table();
+#if defined(__x86_64__) || defined(_M_X64)
+const KernelTable& avx2_table();
+// `with_bf16_dot`: the CPU has AVX512-BF16 (vdpbf16ps).
+const KernelTable& avx512_table(bool with_bf16_dot);
+#endif
+
+// The table chosen by dispatch.cpp (CPU detection, MOE_CPU_ISA).
+const KernelTable& active_table();
+
+}  // namespace isa
+}  // namespace moe
