@@ -24,7 +24,8 @@ namespace moe {
 namespace {
 
 // Channels (gate+up row pairs) per pass-1 task and W2 rows per pass-2 task: small enough
-// that one expert at T=1 still yields work for every core, large enough to amortise hand-out.
+// that one expert at T=1 still yields work for every core, large enough to amortise hand-out;
+// multiples of kPanelRows so a task starts on a panel.
 constexpr size_t kChannelsPerTask = 16;
 constexpr size_t kRowsPerTask = 16;
 // Tokens per pass-3 task.
@@ -46,12 +47,15 @@ struct ExpertGroup {
 
 struct MoeLayer::Packed {
   MoeConfig config;
-  AlignedBuffer w13;              // [E][2I][H], halves
-  AlignedBuffer w2;               // [E][H][I]
+  AlignedBuffer w13;              // per expert: gate [I][H], then up [I][H], in panels
+  AlignedBuffer w2;               // per expert: [H][I], in panels
   std::vector<float> w13_bias;    // [E][2I], halves; empty if none
   std::vector<float> w2_bias;     // [E][H]; empty if none
 
   unsigned threads() const { return config.threads ? config.threads : physical_core_count(); }
+  // One gate or up matrix of W13, and one W2 matrix, in panels.
+  PanelShape w13_shape() const { return {config.intermediate_size, config.hidden_size}; }
+  PanelShape w2_shape() const { return {config.hidden_size, config.intermediate_size}; }
 };
 
 MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights)
@@ -63,13 +67,11 @@ MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights)
   Packed& p = *packed_;
   p.config = config;
   const size_t bytes = element_bytes(config.weight_dtype);
-  p.w13 = AlignedBuffer(E * 2 * I * H * bytes);
-  p.w2 = AlignedBuffer(E * H * I * bytes);
+  p.w13 = AlignedBuffer(2 * E * p.w13_shape().elements() * bytes);
+  p.w2 = AlignedBuffer(E * p.w2_shape().elements() * bytes);
   const unsigned threads = p.threads();
-  pack_expert_matrices(weights.w13, p.w13.as<void>(), bytes, E, 2 * I, H, config.w13_layout,
-                       config.transposed, threads);
-  pack_expert_matrices(weights.w2, p.w2.as<void>(), bytes, E, H, I, W13Layout::halves,
-                       config.transposed, threads);
+  pack_panels({weights.w13, bytes, E, 2, I, H, config.w13_layout, config.transposed}, p.w13.as<void>(), threads);
+  pack_panels({weights.w2, bytes, E, 1, H, I, W13Layout::halves, config.transposed}, p.w2.as<void>(), threads);
 
   auto to_f32 = [&](const void* src, size_t i) {
     return config.weight_dtype == DType::bf16 ? bf16_to_f32(static_cast<const uint16_t*>(src)[i])
@@ -118,14 +120,14 @@ struct DotPlan {
   DType weights;
   bool bf16_activations;  // token rows (x and a) are bf16: native bf16 dot products
 
-  void run(const void* w, size_t stride, size_t rows, const void* const* x, size_t tokens, size_t n,
-           float* out) const {
+  void run(const void* w, size_t padded_depth, size_t rows, const void* const* x, size_t tokens,
+           size_t n, float* out) const {
     if (weights == DType::f32) {
-      table->dot_f32_f32(static_cast<const float*>(w), stride, rows, reinterpret_cast<const float* const*>(x), tokens, n, out);
+      table->dot_f32_f32(static_cast<const float*>(w), padded_depth, rows, reinterpret_cast<const float* const*>(x), tokens, n, out);
     } else if (bf16_activations) {
-      table->dot_bf16_bf16(static_cast<const uint16_t*>(w), stride, rows, reinterpret_cast<const uint16_t* const*>(x), tokens, n, out);
+      table->dot_bf16_bf16(static_cast<const uint16_t*>(w), padded_depth, rows, reinterpret_cast<const uint16_t* const*>(x), tokens, n, out);
     } else {
-      table->dot_bf16_f32(static_cast<const uint16_t*>(w), stride, rows, reinterpret_cast<const float* const*>(x), tokens, n, out);
+      table->dot_bf16_f32(static_cast<const uint16_t*>(w), padded_depth, rows, reinterpret_cast<const float* const*>(x), tokens, n, out);
     }
   }
 };
@@ -192,10 +194,12 @@ void forward_impl(const MoeLayer::Packed& p, DType act_dtype, const void* hidden
     const size_t c1 = std::min(I, c0 + kChannelsPerTask), rows = c1 - c0;
     const ExpertGroup& group = groups[g];
     const size_t n = group.routes.size();
-    const uint8_t* w = p.w13.as<uint8_t>() + group.expert * 2 * I * H * wbytes;
+    const PanelShape shape = p.w13_shape();
+    const uint8_t* gate_w = p.w13.as<uint8_t>() + (2 * group.expert * shape.elements() + shape.index(c0, 0)) * wbytes;
+    const uint8_t* up_w = gate_w + shape.elements() * wbytes;
     std::vector<float> gate(rows * n), up(rows * n);
-    plan.run(w + c0 * H * wbytes, H, rows, x_rows[g].data(), n, H, gate.data());
-    plan.run(w + (I + c0) * H * wbytes, H, rows, x_rows[g].data(), n, H, up.data());
+    plan.run(gate_w, shape.padded_depth(), rows, x_rows[g].data(), n, H, gate.data());
+    plan.run(up_w, shape.padded_depth(), rows, x_rows[g].data(), n, H, up.data());
     const float* bias = p.w13_bias.empty() ? nullptr : p.w13_bias.data() + group.expert * 2 * I;
     for (size_t j = 0; j < rows; ++j) {
       const float bg = bias ? bias[c0 + j] : 0.0f, bu = bias ? bias[I + c0 + j] : 0.0f;
@@ -218,9 +222,10 @@ void forward_impl(const MoeLayer::Packed& p, DType act_dtype, const void* hidden
     const size_t rows = std::min(H, r0 + kRowsPerTask) - r0;
     const ExpertGroup& group = groups[g];
     const size_t n = group.routes.size();
-    const uint8_t* w = p.w2.as<uint8_t>() + (group.expert * H + r0) * I * wbytes;
+    const PanelShape shape = p.w2_shape();
+    const uint8_t* w = p.w2.as<uint8_t>() + (group.expert * shape.elements() + shape.index(r0, 0)) * wbytes;
     std::vector<float> sums(rows * n);
-    plan.run(w, I, rows, a_rows[g].data(), n, I, sums.data());
+    plan.run(w, shape.padded_depth(), rows, a_rows[g].data(), n, I, sums.data());
     const float* bias = p.w2_bias.empty() ? nullptr : p.w2_bias.data() + group.expert * H;
     for (size_t r = 0; r < rows; ++r) {
       const float b = bias ? bias[r0 + r] : 0.0f;

@@ -9,59 +9,61 @@ namespace moe {
 
 namespace {
 
-// Square tiles for the transposed copy: 64 x 64 x 4 bytes stays well inside L1 on both ends.
-constexpr size_t kTransposeTile = 64;
-// Rows per pool task for the plain copy: large enough to amortise task hand-out.
-constexpr size_t kRowsPerTask = 64;
+// Panels per pool task: 16 panels = 64 rows, enough to amortise the hand-out of a task.
+constexpr size_t kPanelsPerTask = 16;
 
 template <typename T>
-void pack_tile(const T* src, T* dst, size_t rows, size_t cols, W13Layout layout,
-               bool transposed, size_t r0, size_t r1) {
-  size_t half = rows / 2;  // only used for interleaved W13, where rows == 2I
-  if (!transposed) {
+void pack_rows(const ExpertTensor& s, T* dst, size_t matrix, size_t r0, size_t r1) {
+  const PanelShape shape{s.rows, s.depth};
+  const size_t expert = matrix / s.parts, part = matrix % s.parts;
+  const size_t source_rows = s.parts * s.rows;  // rows of one expert in the caller's tensor
+  const T* src = static_cast<const T*>(s.data) + expert * source_rows * s.depth;
+  T* out = dst + matrix * shape.elements();
+  auto source_row = [&](size_t r) {
+    return s.parts == 2 ? w13_source_row(s.layout, part * s.rows + r, s.rows) : r;
+  };
+  // Zero the padding (rows past the end in the last panel, depth past `depth`) first.
+  if (s.depth % kPanelDepth != 0 || r1 % kPanelRows != 0) {
+    const size_t p0 = r0 / kPanelRows, p1 = (r1 + kPanelRows - 1) / kPanelRows;
+    std::memset(out + p0 * shape.panel_elements(), 0, (p1 - p0) * shape.panel_elements() * sizeof(T));
+  }
+  if (!s.transposed) {
+    // Rows are contiguous in the source: copy them a chunk at a time.
     for (size_t r = r0; r < r1; ++r) {
-      std::memcpy(dst + r * cols, src + w13_source_row(layout, r, half) * cols, cols * sizeof(T));
+      const T* row = src + source_row(r) * s.depth;
+      for (size_t k = 0; k < s.depth; k += kPanelDepth) {
+        std::memcpy(out + shape.index(r, k), row + k, std::min(kPanelDepth, s.depth - k) * sizeof(T));
+      }
     }
     return;
   }
-  // Source is [cols][rows]: dst[r][c] = src[c][source_row(r)], done in tiles.
-  for (size_t c0 = 0; c0 < cols; c0 += kTransposeTile) {
-    size_t c1 = std::min(cols, c0 + kTransposeTile);
-    for (size_t r = r0; r < r1; ++r) {
-      const T* column = src + w13_source_row(layout, r, half);
-      T* out = dst + r * cols;
-      for (size_t c = c0; c < c1; ++c) out[c] = column[c * rows];
-    }
+  // Source is [depth][rows]: for each depth index, the block's rows sit side by side.
+  for (size_t k = 0; k < s.depth; ++k) {
+    const T* column = src + k * source_rows;
+    for (size_t r = r0; r < r1; ++r) out[shape.index(r, k)] = column[source_row(r)];
   }
 }
 
 template <typename T>
-void pack_all(const T* src, T* dst, size_t experts, size_t rows, size_t cols, W13Layout layout,
-              bool transposed, unsigned threads) {
-  size_t block = transposed ? kTransposeTile : kRowsPerTask;
-  size_t blocks_per_expert = (rows + block - 1) / block;
-  ThreadPool::shared().run(experts * blocks_per_expert, threads, [&](size_t task) {
-    size_t e = task / blocks_per_expert;
-    size_t r0 = (task % blocks_per_expert) * block;
-    size_t r1 = std::min(rows, r0 + block);
-    size_t matrix = rows * cols;
-    pack_tile(src + e * matrix, dst + e * matrix, rows, cols, layout, transposed, r0, r1);
+void pack_all(const ExpertTensor& s, T* dst, unsigned threads) {
+  const PanelShape shape{s.rows, s.depth};
+  const size_t tasks_per_matrix = (shape.panels() + kPanelsPerTask - 1) / kPanelsPerTask;
+  ThreadPool::shared().run(s.experts * s.parts * tasks_per_matrix, threads, [&](size_t task) {
+    const size_t matrix = task / tasks_per_matrix;
+    const size_t r0 = (task % tasks_per_matrix) * kPanelsPerTask * kPanelRows;
+    pack_rows(s, dst, matrix, r0, std::min(s.rows, r0 + kPanelsPerTask * kPanelRows));
   });
 }
 
 }  // namespace
 
-void pack_expert_matrices(const void* src, void* dst, size_t element_bytes, size_t experts,
-                          size_t rows, size_t cols, W13Layout layout, bool transposed,
-                          unsigned threads) {
-  if (element_bytes == 2) {
-    pack_all(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), experts, rows, cols,
-             layout, transposed, threads);
-  } else if (element_bytes == 4) {
-    pack_all(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), experts, rows, cols,
-             layout, transposed, threads);
+void pack_panels(const ExpertTensor& src, void* dst, unsigned threads) {
+  if (src.element_bytes == 2) {
+    pack_all(src, static_cast<uint16_t*>(dst), threads);
+  } else if (src.element_bytes == 4) {
+    pack_all(src, static_cast<uint32_t*>(dst), threads);
   } else {
-    throw InvalidArgument("pack_expert_matrices: element size must be 2 or 4 bytes");
+    throw InvalidArgument("pack_panels: element size must be 2 or 4 bytes");
   }
 }
 

@@ -10,9 +10,9 @@ namespace isa {
 
 namespace {
 
-// Tile of kRows weight rows x kTokens token rows: 4 x 3 = 12 accumulators of the 16 ymm
-// registers, plus the weight vectors and one token vector in flight.
-constexpr size_t kRows = 4;
+// Tile of kRows weight rows (one panel) x kTokens token rows: 4 x 3 = 12 accumulators, the 3
+// token vectors and one weight vector: all 16 ymm registers.
+constexpr size_t kRows = kPanelRows;
 constexpr size_t kTokens = 3;
 constexpr size_t kStep = 8;
 
@@ -21,10 +21,12 @@ inline __m256 load_w(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-inline float widen(float v) { return v; }
-inline float widen(uint16_t v) {
-  const __m128i h = _mm_cvtsi32_si128(static_cast<int>(v) << 16);
-  return _mm_cvtss_f32(_mm_castsi128_ps(h));
+
+// Activation lanes below n (left < kStep); AVX2 masks are per-lane sign bits.
+inline __m256 load_x_part(const float* p, size_t left) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane);
+  return _mm256_maskload_ps(p, mask);
 }
 
 // Fixed-order horizontal sum of 8 lanes.
@@ -34,52 +36,55 @@ inline float reduce(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
 }
 
+// R rows of one panel x T tokens. A chunk of kPanelDepth is walked in kStep sub-steps; the
+// zero-padded weights make lanes past n contribute nothing once x is masked there.
 template <size_t R, size_t T, typename W>
-void tile(const W* w, size_t stride, const float* const* x, size_t n, float* out, size_t tokens) {
+void tile(const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
   __m256 acc[R][T];
   for (size_t r = 0; r < R; ++r)
     for (size_t t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  size_t i = 0;
-  for (; i + kStep <= n; i += kStep) {
-    __m256 wv[R];
-    for (size_t r = 0; r < R; ++r) wv[r] = load_w(w + r * stride + i);
-    for (size_t t = 0; t < T; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x[t] + i);
-      for (size_t r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+  for (size_t k = 0; k < n; k += kPanelDepth) {
+    const W* chunk = panel + k * kPanelRows;
+    for (size_t j = 0; j < kPanelDepth && k + j < n; j += kStep) {
+      const size_t left = n - (k + j);
+      __m256 xv[T];
+      for (size_t t = 0; t < T; ++t) {
+        xv[t] = left >= kStep ? _mm256_loadu_ps(x[t] + k + j) : load_x_part(x[t] + k + j, left);
+      }
+      for (size_t r = 0; r < R; ++r) {
+        const __m256 wv = load_w(chunk + r * kPanelDepth + j);
+        for (size_t t = 0; t < T; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+      }
     }
   }
-  for (size_t r = 0; r < R; ++r) {
-    for (size_t t = 0; t < T; ++t) {
-      float sum = reduce(acc[r][t]);
-      for (size_t j = i; j < n; ++j) sum = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(widen(w[r * stride + j])), _mm_set_ss(x[t][j]), _mm_set_ss(sum)));
-      out[r * tokens + t] = sum;
-    }
-  }
+  for (size_t r = 0; r < R; ++r)
+    for (size_t t = 0; t < T; ++t) out[r * tokens + t] = reduce(acc[r][t]);
 }
 
 template <size_t R, typename W>
-void tile_tokens(size_t tn, const W* w, size_t stride, const float* const* x, size_t n, float* out, size_t tokens) {
+void tile_tokens(size_t tn, const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
   switch (tn) {
-    case 1: return tile<R, 1>(w, stride, x, n, out, tokens);
-    case 2: return tile<R, 2>(w, stride, x, n, out, tokens);
-    default: return tile<R, 3>(w, stride, x, n, out, tokens);
+    case 1: return tile<R, 1>(panel, x, n, out, tokens);
+    case 2: return tile<R, 2>(panel, x, n, out, tokens);
+    default: return tile<R, kTokens>(panel, x, n, out, tokens);
   }
 }
 
 template <typename W>
-void dot_rows(const W* w, size_t stride, size_t rows, const float* const* x, size_t tokens, size_t n,
-              float* out) {
+void dot_panels(const W* panels, size_t padded_depth, size_t rows, const float* const* x, size_t tokens,
+                size_t n, float* out) {
+  const size_t panel_elements = kPanelRows * padded_depth;
   for (size_t r0 = 0; r0 < rows; r0 += kRows) {
+    const W* panel = panels + (r0 / kPanelRows) * panel_elements;
     const size_t rn = rows - r0 < kRows ? rows - r0 : kRows;
     for (size_t t0 = 0; t0 < tokens; t0 += kTokens) {
       const size_t tn = tokens - t0 < kTokens ? tokens - t0 : kTokens;
-      const W* wr = w + r0 * stride;
       float* o = out + r0 * tokens + t0;
       switch (rn) {
-        case 1: tile_tokens<1>(tn, wr, stride, x + t0, n, o, tokens); break;
-        case 2: tile_tokens<2>(tn, wr, stride, x + t0, n, o, tokens); break;
-        case 3: tile_tokens<3>(tn, wr, stride, x + t0, n, o, tokens); break;
-        default: tile_tokens<4>(tn, wr, stride, x + t0, n, o, tokens); break;
+        case 1: tile_tokens<1>(tn, panel, x + t0, n, o, tokens); break;
+        case 2: tile_tokens<2>(tn, panel, x + t0, n, o, tokens); break;
+        case 3: tile_tokens<3>(tn, panel, x + t0, n, o, tokens); break;
+        default: tile_tokens<kRows>(tn, panel, x + t0, n, o, tokens); break;
       }
     }
   }
@@ -88,7 +93,7 @@ void dot_rows(const W* w, size_t stride, size_t rows, const float* const* x, siz
 }  // namespace
 
 const KernelTable& avx2_table() {
-  static const KernelTable table = {"avx2", dot_rows<float>, dot_rows<uint16_t>, nullptr};
+  static const KernelTable table = {"avx2", dot_panels<float>, dot_panels<uint16_t>, nullptr};
   return table;
 }
 

@@ -10,156 +10,140 @@ namespace isa {
 
 namespace {
 
-// Tile of kRows weight rows x kTokens token rows: 4 x 6 = 24 accumulators of the 32 zmm
-// registers, leaving room for the 4 weight vectors and the token vector in flight. Each weight
-// load feeds 6 FMAs and each token load 4, so L1 bandwidth keeps up with the FMA units.
-constexpr size_t kRows = 4;
+// Tile of kRows weight rows (one panel) x kTokens token rows: 4 x 6 = 24 accumulators of the
+// 32 zmm registers, leaving room for the weight vectors and the token vector in flight. Each
+// weight load feeds 6 FMAs and each token load 4, so L1 bandwidth keeps up with the FMA units.
+constexpr size_t kRows = kPanelRows;
 constexpr size_t kTokens = 6;
 
-inline __mmask16 tail_mask16(size_t left) { return static_cast<__mmask16>((1u << left) - 1); }
-inline __mmask32 tail_mask32(size_t left) {
-  return static_cast<__mmask32>(left >= 32 ? 0xffffffffu : (1u << left) - 1);
+// Lanes of a 32-element chunk that lie below n, for the activation loads (weights are
+// zero-padded in the panels and need no mask).
+inline __mmask32 chunk_mask(size_t k, size_t n) {
+  const size_t left = n - k;
+  return left >= 32 ? 0xffffffffu : static_cast<__mmask32>((1u << left) - 1);
 }
 
-// Loads 16 elements (or the first `left` under a mask, zero-filling) as f32.
-struct LoadF32 {
-  static constexpr size_t kStep = 16;
-  static __m512 full(const float* p) { return _mm512_loadu_ps(p); }
-  static __m512 part(const float* p, size_t left) { return _mm512_maskz_loadu_ps(tail_mask16(left), p); }
-};
-struct LoadBf16 {
-  static constexpr size_t kStep = 16;
-  static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
-  static __m512 full(const uint16_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-  static __m512 part(const uint16_t* p, size_t left) { return widen(_mm256_maskz_loadu_epi16(tail_mask16(left), p)); }
-};
+// Fixed-order horizontal sum (GCC 12's _mm512_reduce_add_ps trips -Wmaybe-uninitialized).
+inline float hsum(__m512 v) {
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
+}
 
-// R x T tile, f32 FMAs: weights through WL (f32 or widened bf16), tokens f32.
-template <size_t R, size_t T, typename WL, typename W>
-void tile_fma(const W* w, size_t stride, const float* const* x, size_t n, float* out, size_t tokens) {
+// Half (16 elements) of a 32-element chunk of a weight row, as f32.
+inline __m512 load_half(const float* w, size_t half) { return _mm512_loadu_ps(w + 16 * half); }
+inline __m512 load_half(const uint16_t* w, size_t half) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 * half));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// R rows of one panel x T tokens, f32 FMAs (bf16 weights widened in registers). Each chunk
+// is done in two halves so only R weight vectors are live next to the R x T accumulators.
+template <size_t R, size_t T, typename W>
+void tile_fma(const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
   __m512 acc[R][T];
   for (size_t r = 0; r < R; ++r)
     for (size_t t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  size_t i = 0;
-  for (; i + WL::kStep <= n; i += WL::kStep) {
-    __m512 wv[R];
-    for (size_t r = 0; r < R; ++r) wv[r] = WL::full(w + r * stride + i);
-    for (size_t t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_loadu_ps(x[t] + i);
-      for (size_t r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-  }
-  if (i < n) {
-    const size_t left = n - i;
-    __m512 wv[R];
-    for (size_t r = 0; r < R; ++r) wv[r] = WL::part(w + r * stride + i, left);
-    for (size_t t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_maskz_loadu_ps(tail_mask16(left), x[t] + i);
-      for (size_t r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+  for (size_t k = 0; k < n; k += kPanelDepth) {
+    const W* chunk = panel + k * kPanelRows;
+    const __mmask32 m = chunk_mask(k, n);
+    for (size_t half = 0; half < 2; ++half) {
+      __m512 wv[R];
+      for (size_t r = 0; r < R; ++r) wv[r] = load_half(chunk + r * kPanelDepth, half);
+      const __mmask16 mh = static_cast<__mmask16>(m >> (16 * half));
+      for (size_t t = 0; t < T; ++t) {
+        const __m512 xv = _mm512_maskz_loadu_ps(mh, x[t] + k + 16 * half);
+        for (size_t r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+      }
     }
   }
   for (size_t r = 0; r < R; ++r)
-    for (size_t t = 0; t < T; ++t) out[r * tokens + t] = _mm512_reduce_add_ps(acc[r][t]);
+    for (size_t t = 0; t < T; ++t) out[r * tokens + t] = hsum(acc[r][t]);
 }
 
-// R x T tile, vdpbf16ps: 32 bf16 products per instruction, pairs (i, i+1) summed into f32.
+// R rows of one panel x T tokens, vdpbf16ps: 32 bf16 products per instruction, pairs
+// (i, i+1) summed into f32 lanes.
 template <size_t R, size_t T>
-void tile_bf16_dot(const uint16_t* w, size_t stride, const uint16_t* const* x, size_t n, float* out,
-                   size_t tokens) {
+void tile_bf16_dot(const uint16_t* panel, const uint16_t* const* x, size_t n, float* out, size_t tokens) {
   __m512 acc[R][T];
   for (size_t r = 0; r < R; ++r)
     for (size_t t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  size_t i = 0;
-  for (; i < n; i += 32) {
-    const __mmask32 m = tail_mask32(n - i);
-    __m512i wv[R];
-    for (size_t r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi16(m, w + r * stride + i);
+  for (size_t k = 0; k < n; k += kPanelDepth) {
+    const uint16_t* chunk = panel + k * kPanelRows;
+    const __mmask32 m = chunk_mask(k, n);
+    __m512bh wv[R];
+    for (size_t r = 0; r < R; ++r) wv[r] = (__m512bh)_mm512_loadu_si512(chunk + r * kPanelDepth);
     for (size_t t = 0; t < T; ++t) {
-      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + i);
-      for (size_t r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv[r], xv);
+      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k);
+      for (size_t r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
     }
   }
   for (size_t r = 0; r < R; ++r)
-    for (size_t t = 0; t < T; ++t) out[r * tokens + t] = _mm512_reduce_add_ps(acc[r][t]);
+    for (size_t t = 0; t < T; ++t) out[r * tokens + t] = hsum(acc[r][t]);
 }
 
-// Walks the rows x tokens grid in tiles; edge tiles use smaller instantiations so every
-// (row, token) sum follows the same instruction sequence.
-template <size_t R, typename Tile>
-void rows_for_tokens(size_t rows, size_t tokens, Tile&& tile) {
-  // tile.template run<R2, T2>(r0, t0)
-  for (size_t r0 = 0; r0 < rows; r0 += R) {
-    const size_t rn = rows - r0 < R ? rows - r0 : R;
-    for (size_t t0 = 0; t0 < tokens; t0 += kTokens) {
-      const size_t tn = tokens - t0 < kTokens ? tokens - t0 : kTokens;
-      tile(r0, rn, t0, tn);
-    }
-  }
-}
-
-// Dispatches a runtime (rows, tokens) tile size to the template instantiation.
-template <template <size_t, size_t> class Op, typename... Args>
-void run_tile(size_t rn, size_t tn, Args... args) {
-#define MOE_TILE_T(R)                                  \
-  switch (tn) {                                        \
-    case 1: Op<R, 1>::run(args...); return;            \
-    case 2: Op<R, 2>::run(args...); return;            \
-    case 3: Op<R, 3>::run(args...); return;            \
-    case 4: Op<R, 4>::run(args...); return;            \
-    case 5: Op<R, 5>::run(args...); return;            \
-    default: Op<R, 6>::run(args...); return;           \
-  }
-  switch (rn) {
-    case 1: MOE_TILE_T(1)
-    case 2: MOE_TILE_T(2)
-    case 3: MOE_TILE_T(3)
-    default: MOE_TILE_T(4)
-  }
-#undef MOE_TILE_T
-}
-
-template <typename W, typename WL>
+template <typename W>
 struct FmaTile {
   template <size_t R, size_t T>
-  struct Op {
-    static void run(const W* w, size_t stride, const float* const* x, size_t n, float* out, size_t tokens) {
-      tile_fma<R, T, WL>(w, stride, x, n, out, tokens);
-    }
-  };
+  static void run(const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
+    tile_fma<R, T>(panel, x, n, out, tokens);
+  }
 };
-
-template <size_t R, size_t T>
-struct Bf16DotOp {
-  static void run(const uint16_t* w, size_t stride, const uint16_t* const* x, size_t n, float* out,
-                  size_t tokens) {
-    tile_bf16_dot<R, T>(w, stride, x, n, out, tokens);
+struct Bf16DotTile {
+  template <size_t R, size_t T>
+  static void run(const uint16_t* panel, const uint16_t* const* x, size_t n, float* out, size_t tokens) {
+    tile_bf16_dot<R, T>(panel, x, n, out, tokens);
   }
 };
 
-template <typename W, typename WL>
-void dot_fma(const W* w, size_t stride, size_t rows, const float* const* x, size_t tokens, size_t n,
-             float* out) {
-  rows_for_tokens<kRows>(rows, tokens, [&](size_t r0, size_t rn, size_t t0, size_t tn) {
-    run_tile<FmaTile<W, WL>::template Op>(rn, tn, w + r0 * stride, stride, x + t0, n, out + r0 * tokens + t0,
-                                          tokens);
-  });
+// Runtime tile width (tokens) to the template instantiation.
+template <typename Tile, size_t R, typename W, typename X>
+void tile_tokens(size_t tn, const W* panel, const X* const* x, size_t n, float* out, size_t tokens) {
+  switch (tn) {
+    case 1: return Tile::template run<R, 1>(panel, x, n, out, tokens);
+    case 2: return Tile::template run<R, 2>(panel, x, n, out, tokens);
+    case 3: return Tile::template run<R, 3>(panel, x, n, out, tokens);
+    case 4: return Tile::template run<R, 4>(panel, x, n, out, tokens);
+    case 5: return Tile::template run<R, 5>(panel, x, n, out, tokens);
+    default: return Tile::template run<R, kTokens>(panel, x, n, out, tokens);
+  }
 }
 
-void dot_f32_f32(const float* w, size_t stride, size_t rows, const float* const* x, size_t tokens,
+// Walks panels x token tiles; the last panel may hold fewer than kRows live rows.
+template <typename Tile, typename W, typename X>
+void dot_panels(const W* panels, size_t padded_depth, size_t rows, const X* const* x, size_t tokens,
+                size_t n, float* out) {
+  const size_t panel_elements = kPanelRows * padded_depth;
+  for (size_t r0 = 0; r0 < rows; r0 += kRows) {
+    const W* panel = panels + (r0 / kPanelRows) * panel_elements;
+    const size_t rn = rows - r0 < kRows ? rows - r0 : kRows;
+    for (size_t t0 = 0; t0 < tokens; t0 += kTokens) {
+      const size_t tn = tokens - t0 < kTokens ? tokens - t0 : kTokens;
+      float* o = out + r0 * tokens + t0;
+      switch (rn) {
+        case 1: tile_tokens<Tile, 1>(tn, panel, x + t0, n, o, tokens); break;
+        case 2: tile_tokens<Tile, 2>(tn, panel, x + t0, n, o, tokens); break;
+        case 3: tile_tokens<Tile, 3>(tn, panel, x + t0, n, o, tokens); break;
+        default: tile_tokens<Tile, kRows>(tn, panel, x + t0, n, o, tokens); break;
+      }
+    }
+  }
+}
+
+void dot_f32_f32(const float* w, size_t padded_depth, size_t rows, const float* const* x, size_t tokens,
                  size_t n, float* out) {
-  dot_fma<float, LoadF32>(w, stride, rows, x, tokens, n, out);
+  dot_panels<FmaTile<float>>(w, padded_depth, rows, x, tokens, n, out);
 }
 
-void dot_bf16_f32(const uint16_t* w, size_t stride, size_t rows, const float* const* x,
+void dot_bf16_f32(const uint16_t* w, size_t padded_depth, size_t rows, const float* const* x,
                   size_t tokens, size_t n, float* out) {
-  dot_fma<uint16_t, LoadBf16>(w, stride, rows, x, tokens, n, out);
+  dot_panels<FmaTile<uint16_t>>(w, padded_depth, rows, x, tokens, n, out);
 }
 
-void dot_bf16_bf16(const uint16_t* w, size_t stride, size_t rows, const uint16_t* const* x,
+void dot_bf16_bf16(const uint16_t* w, size_t padded_depth, size_t rows, const uint16_t* const* x,
                    size_t tokens, size_t n, float* out) {
-  rows_for_tokens<kRows>(rows, tokens, [&](size_t r0, size_t rn, size_t t0, size_t tn) {
-    run_tile<Bf16DotOp>(rn, tn, w + r0 * stride, stride, x + t0, n, out + r0 * tokens + t0, tokens);
-  });
+  dot_panels<Bf16DotTile>(w, padded_depth, rows, x, tokens, n, out);
 }
 
 }  // namespace

@@ -10,16 +10,20 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../panel.h"
+
 namespace moe {
 namespace isa {
 
-// Dot products of weight rows with token rows, fp32 accumulation:
-//   out[r * tokens + t] = sum over i < n of w[r * stride + i] * x[t][i]
-// for r < rows, t < tokens. Each (r, t) sum is computed in the same order whatever `rows` and
-// `tokens` are, so results depend neither on batching nor on the split across threads.
+// Dot products of packed weight rows with token rows, fp32 accumulation:
+//   out[r * tokens + t] = sum over i < n of W[r][i] * x[t][i]
+// for r < rows, t < tokens, where W is the matrix whose panels (panel.h) start at `panels`,
+// packed with padded depth `padded_depth` (n rounded up to kPanelDepth). Each (r, t) sum is
+// computed in the same order whatever `rows` and `tokens` are, so results depend neither on
+// batching nor on the split across threads. x rows are read only below n.
 template <typename W, typename X>
-using DotFn = void (*)(const W* w, size_t stride, size_t rows, const X* const* x, size_t tokens,
-                       size_t n, float* out);
+using DotFn = void (*)(const W* panels, size_t padded_depth, size_t rows, const X* const* x,
+                       size_t tokens, size_t n, float* out);
 
 struct KernelTable {
   const char* name;
