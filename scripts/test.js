@@ -24,7 +24,7 @@ function run(label, cmd, args, env = {}) {
 function vitest(label, env = {}) {
   const report = path.join(os.tmpdir(), `moe-cpu-vitest-${process.pid}.json`);
   const ok = run(label, process.execPath,
-    [require.resolve('vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile=${report}`], env);
+    [path.join(path.dirname(require.resolve('vitest/package.json')), 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile=${report}`], env);
   if (!fs.existsSync(report)) {
     console.log(`${label}: no report`);
     broken = true;

@@ -1,6 +1,10 @@
 // AVX-512 kernels (F, BW, VL, DQ; BF16 where present). Compiled with
 // -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16; only called after dispatch.cpp has
 // checked the CPU and OS support these. See kernel_table.h for the ODR rule of this file.
+// GCC 12 reports false -W(maybe-)uninitialized warnings inside its own AVX-512 intrinsics
+// (the `__Y = __Y` idiom of avx512fintrin.h) at some optimisation settings.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include "kernel_table.h"
