@@ -12,5 +12,10 @@ export const {
   toBf16,
   fromBf16,
   cpuInfo,
+  openCheckpoint,
+  loadMoeLayer,
+  Checkpoint,
+  MoeBlock,
+  CheckpointError,
 } = cjs;
 export default cjs;

@@ -6,3 +6,10 @@ export { selectExperts, type Routing, type RouteIds, type SelectExpertsOptions }
 export { toBf16, fromBf16 } from './bf16';
 export { cpuInfo, type CpuInfo } from './cpu';
 export type { WeightArray } from './validate';
+export {
+  openCheckpoint, loadMoeLayer, Checkpoint, type LoadMoeLayerOptions, type MoeLayerInfo,
+} from './checkpoint/checkpoint';
+export { MoeBlock, type MoeBlockOptions } from './checkpoint/block';
+export { CheckpointError } from './checkpoint/errors';
+export type { CheckpointConfig, Family as CheckpointFamily, SharedExpertConfig } from './checkpoint/config';
+export type { TensorGroup } from './checkpoint/families';

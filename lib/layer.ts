@@ -1,6 +1,7 @@
 // MoeLayer: packed expert weights + the fused forward.
 import { checkSwigluLimit, ACTIVATIONS, SWIGLU_ALPHA, type Activation } from './activation';
 import { binding, type NativeLayer } from './binding';
+import { fromBf16 } from './bf16';
 import { checkRouting, checkTopK, route, type RouteIds, type Routing, type RoutingArg } from './routing';
 import {
   boolean, describe, finiteNumber, object, oneOf, optionalBoolean, positiveInteger, sameType, typedArray, weightArray,
@@ -32,10 +33,22 @@ export interface MoeLayerOptions {
   routing?: Routing;
   /** Native threads for this layer's forward; default: physical cores. */
   threads?: number;
+  /**
+   * Router [E, H] (Float32Array, or Uint16Array bf16; any weightDtype): with it, `forward(hidden)`
+   * routes by itself: logits = hidden · routerWeightᵀ + routerBias (fp32 accumulation), then `routing`.
+   */
+  routerWeight?: WeightArray;
+  /** [E], Float32Array or bf16 Uint16Array; only with routerWeight. */
+  routerBias?: WeightArray;
 }
 
 /** Router output, or router logits [T, E] to route with the layer's routing. */
 export type Route = { logits: Float32Array } | RouteIds;
+
+interface Router {
+  weight: WeightArray;
+  bias: Float32Array | null;
+}
 
 const DTYPE_ARRAY: Record<WeightDtype, new (n: number) => WeightArray> = { f32: Float32Array, bf16: Uint16Array };
 
@@ -57,8 +70,11 @@ export class MoeLayer {
   readonly weightDtype: WeightDtype;
   readonly routing: Routing;
   readonly threads: number;
+  /** True when built with routerWeight: `forward(hidden)` needs no route. */
+  readonly hasRouter: boolean;
   #routing: RoutingArg;
   #native: NativeLayer | null;
+  #router: Router | null;
 
   constructor(options: MoeLayerOptions) {
     const o = object(options, 'options');
@@ -88,6 +104,11 @@ export class MoeLayer {
     const w2 = typedArray(o.w2, 'w2', ctor, E * H * I, w2Shape);
     const w13Bias = o.w13Bias === undefined ? null : typedArray(o.w13Bias, 'w13Bias', ctor, E * 2 * I, `[E=${E}, 2I=${2 * I}]`);
     const w2Bias = o.w2Bias === undefined ? null : typedArray(o.w2Bias, 'w2Bias', ctor, E * H, `[E=${E}, H=${H}]`);
+    const routerWeight = o.routerWeight === undefined ? null : routerArray(o.routerWeight, 'routerWeight', E * H, `[E=${E}, H=${H}]`);
+    if (o.routerBias !== undefined && !routerWeight) {
+      throw new TypeError('routerBias: given without routerWeight; pass routerWeight [E, H] too, or drop routerBias');
+    }
+    const routerBias = o.routerBias === undefined ? null : routerArray(o.routerBias, 'routerBias', E, `[E=${E}]`);
 
     this.#native = new binding.NativeLayer(
       {
@@ -105,21 +126,40 @@ export class MoeLayer {
     this.weightDtype = dtype;
     this.routing = routing;
     this.threads = threads;
+    // Copies, like the packed weights: the layer keeps no reference to the caller's arrays.
+    this.#router = routerWeight && {
+      weight: routerWeight.slice(),
+      bias: routerBias && (routerBias instanceof Uint16Array ? fromBf16(routerBias) : routerBias.slice()),
+    };
+    this.hasRouter = this.#router !== null;
   }
 
-  /** Bytes of packed weights and biases held by the layer (0 once disposed). */
+  /** Bytes of packed weights and biases held by the layer, router included (0 once disposed). */
   get bytes(): number {
-    return this.#native?.bytes ?? 0;
+    if (!this.#native) return 0;
+    return this.#native.bytes + (this.#router ? this.#router.weight.byteLength + (this.#router.bias?.byteLength ?? 0) : 0);
   }
 
-  /** hidden [T, H] (Float32Array, or Uint16Array bf16) -> [T, H] of the same dtype, off the main thread. */
-  async forward<T extends WeightArray>(hidden: T, route: Route): Promise<T> {
+  /**
+   * hidden [T, H] (Float32Array, or Uint16Array bf16) -> [T, H] of the same dtype, off the main
+   * thread (router logits too). `route` may be left out when the layer has a router.
+   */
+  async forward<T extends WeightArray>(hidden: T, route?: Route): Promise<T> {
+    if (route === undefined && this.#router) {
+      // Snapshot: the caller may reuse `hidden` while the router and the experts run.
+      const { hidden: h, tokens } = this.#checkHidden(hidden);
+      const x = h.slice() as T;
+      const { weight, bias } = this.#router;
+      const logits = await binding.routerLogitsAsync(x, tokens, this.hiddenSize, weight, this.numExperts, bias, this.threads);
+      const { ids, weights } = this.#routeLogits(logits, tokens);
+      return this.#live().forward(x, tokens, ids, weights, sameType(x, x.length));
+    }
     const args = this.#prepare(hidden, route);
     return this.#live().forward(args.hidden, args.tokens, args.ids, args.weights, args.out);
   }
 
   /** As `forward`, on the calling thread. */
-  forwardSync<T extends WeightArray>(hidden: T, route: Route): T {
+  forwardSync<T extends WeightArray>(hidden: T, route?: Route): T {
     const args = this.#prepare(hidden, route);
     return this.#live().forwardSync(args.hidden, args.tokens, args.ids, args.weights, args.out);
   }
@@ -128,6 +168,7 @@ export class MoeLayer {
   dispose(): void {
     this.#native?.dispose();
     this.#native = null;
+    this.#router = null;
   }
 
   [Symbol.dispose](): void {
@@ -139,14 +180,37 @@ export class MoeLayer {
     return this.#native;
   }
 
-  #prepare<T extends WeightArray>(hiddenArg: T, routeArg: Route) {
+  #checkHidden<T extends WeightArray>(hiddenArg: T): { hidden: T; tokens: number } {
     this.#live();
-    const H = this.hiddenSize, E = this.numExperts, K = this.topK;
+    const H = this.hiddenSize;
     const hidden = weightArray(hiddenArg, 'hidden') as T;
     if (hidden.length % H !== 0) {
       throw new RangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);
     }
-    const tokens = hidden.length / H;
+    return { hidden, tokens: hidden.length / H };
+  }
+
+  /** Routes logits computed by the router; a non-finite one comes from `hidden` (or the router). */
+  #routeLogits(logits: Float32Array, tokens: number): RouteIds {
+    try {
+      return route(logits, tokens, this.numExperts, this.topK, this.#routing);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      throw new RangeError(`hidden: the router logits computed from it are not finite (${err.message}); check hidden for NaN or Infinity`, { cause: err });
+    }
+  }
+
+  #prepare<T extends WeightArray>(hiddenArg: T, routeArg: Route | undefined) {
+    const { hidden, tokens } = this.#checkHidden(hiddenArg);
+    const E = this.numExperts, K = this.topK;
+    if (routeArg === undefined) {
+      if (!this.#router) {
+        throw new TypeError('route: required, as { logits } or { ids, weights }, because this layer has no router (routerWeight); got undefined');
+      }
+      const { weight, bias } = this.#router;
+      const logits = binding.routerLogits(hidden, tokens, this.hiddenSize, weight, E, bias, this.threads);
+      return { hidden, tokens, ...this.#routeLogits(logits, tokens), out: sameType(hidden, hidden.length) };
+    }
     const r = object(routeArg, 'route');
     let ids: Int32Array, weights: Float32Array;
     if (r.logits !== undefined) {
@@ -168,4 +232,11 @@ export class MoeLayer {
     }
     return { hidden, tokens, ids, weights, out: sameType(hidden, hidden.length) };
   }
+}
+
+/** routerWeight / routerBias: Float32Array or bf16 Uint16Array of `length` elements. */
+function routerArray(value: unknown, name: string, length: number, shape: string): WeightArray {
+  const array = weightArray(value, name);
+  if (array.length !== length) throw new RangeError(`${name}: expected length ${length} (${shape}), got ${array.length}`);
+  return array;
 }

@@ -4,7 +4,7 @@
 // re-checks sizes and types (defence in depth) so that a direct call into the binding can
 // never read or write out of bounds. Kernel errors (moe::InvalidArgument) become RangeError.
 //
-// Threads: everything runs on the calling JS thread except ForwardWorker::Execute, which runs
+// Threads: everything runs on the calling JS thread except PromiseWorker::Run, which runs
 // on a libuv worker thread and drives the native pool (see thread_pool.h).
 #include <napi.h>
 
@@ -236,6 +236,59 @@ Napi::Value ConvertBf16(const Napi::CallbackInfo& info) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Promise-returning work on a libuv worker thread.
+//
+// Life cycle: created and queued on the JS thread; Run() executes on a libuv worker thread
+// and touches only the plain C++ data of the subclass (its "baton"); Result() and the promise
+// settle back on the JS thread; node-addon-api deletes the worker afterwards. When the
+// environment is shutting down (a Worker terminated mid-call) the promise can no longer be
+// settled and node-addon-api throws: nobody is left to tell, and an exception escaping here
+// would abort the process, so it is swallowed.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  Napi::Promise Queued() {
+    Napi::Promise promise = deferred_.Promise();
+    Queue();
+    return promise;
+  }
+
+ protected:
+  PromiseWorker(Napi::Env env, const char* name)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+  virtual void Run() = 0;                 // libuv worker thread
+  virtual Napi::Value Result() = 0;       // JS thread
+
+ private:
+  void Execute() override {
+    try {
+      Run();
+    } catch (const moe::InvalidArgument& e) {
+      range_error_ = true;
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      SetError("moe-cpu: out of memory");
+    }
+  }
+  void OnOK() override {
+    try {
+      deferred_.Resolve(Result());
+    } catch (const Napi::Error&) {
+    }
+  }
+  void OnError(const Napi::Error& error) override {
+    try {
+      const std::string message = error.Message();
+      deferred_.Reject(range_error_ ? Napi::RangeError::New(Env(), message).Value()
+                                    : Napi::Error::New(Env(), message).Value());
+    } catch (const Napi::Error&) {
+    }
+  }
+
+  Napi::Promise::Deferred deferred_;
+  bool range_error_ = false;
+};
+
+// ------------------------------------------------------------------------------------------
 // NativeLayer: owns the packed weights of one layer.
 
 // Plain data for one forward call. `forward` copies the caller's inputs into it (they are
@@ -252,55 +305,20 @@ struct ForwardBaton {
   void* out = nullptr;
 };
 
-class ForwardWorker : public Napi::AsyncWorker {
+class ForwardWorker : public PromiseWorker {
  public:
   ForwardWorker(Napi::Env env, ForwardBaton baton, Napi::Object out)
-      : Napi::AsyncWorker(env, "moe-cpu:forward"),
-        baton_(std::move(baton)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    out_ref_ = Napi::Persistent(out);
-  }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  // libuv worker thread: plain C++ only.
-  void Execute() override {
-    try {
-      baton_.layer->forward(baton_.dtype, baton_.hidden.data(), baton_.tokens, baton_.ids.data(),
-                            baton_.weights.data(), baton_.out);
-    } catch (const moe::InvalidArgument& e) {
-      range_error_ = true;
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      SetError("moe-cpu: out of memory");
-    }
-  }
-  // JS thread. When the environment is shutting down (a Worker terminated mid-forward), the
-  // promise can no longer be settled and node-addon-api throws: nobody is left to tell, and an
-  // exception escaping here would abort the process.
-  void OnOK() override {
-    try {
-      deferred_.Resolve(out_ref_.Value());
-    } catch (const Napi::Error&) {
-    }
-  }
-  void OnError(const Napi::Error& error) override {
-    try {
-      const std::string message = error.Message();
-      if (range_error_) {
-        deferred_.Reject(Napi::RangeError::New(Env(), message).Value());
-      } else {
-        deferred_.Reject(Napi::Error::New(Env(), message).Value());
-      }
-    } catch (const Napi::Error&) {
-    }
-  }
+      : PromiseWorker(env, "moe-cpu:forward"), baton_(std::move(baton)), out_ref_(Napi::Persistent(out)) {}
 
  private:
+  void Run() override {
+    baton_.layer->forward(baton_.dtype, baton_.hidden.data(), baton_.tokens, baton_.ids.data(),
+                          baton_.weights.data(), baton_.out);
+  }
+  Napi::Value Result() override { return out_ref_.Value(); }
+
   ForwardBaton baton_;
-  Napi::Promise::Deferred deferred_;
   Napi::ObjectReference out_ref_;
-  bool range_error_ = false;
 };
 
 class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
@@ -422,10 +440,7 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     const auto* weights = static_cast<const float*>(a.weights.data);
     baton.weights.assign(weights, weights + a.weights.length);
     baton.out = a.out.data;
-    auto* worker = new ForwardWorker(env, std::move(baton), info[4].As<Napi::Object>());
-    Napi::Promise promise = worker->Promise();
-    worker->Queue();  // the worker deletes itself when done
-    return promise;
+    return (new ForwardWorker(env, std::move(baton), info[4].As<Napi::Object>()))->Queued();
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -500,41 +515,21 @@ Napi::Value RouterLogits(const Napi::CallbackInfo& info) {
   return logits_array(env, b.logits);
 }
 
-class RouterWorker : public Napi::AsyncWorker {
+class RouterWorker : public PromiseWorker {
  public:
   RouterWorker(Napi::Env env, RouterBaton baton)
-      : Napi::AsyncWorker(env, "moe-cpu:router"), baton_(std::move(baton)),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  // libuv worker thread: plain C++ only.
-  void Execute() override {
-    try {
-      baton_.run();
-    } catch (const moe::InvalidArgument& e) {
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      SetError("moe-cpu: out of memory");
-    }
-  }
-  // JS thread.
-  void OnOK() override { deferred_.Resolve(logits_array(Env(), baton_.logits)); }
-  void OnError(const Napi::Error& error) override {
-    deferred_.Reject(Napi::RangeError::New(Env(), error.Message()).Value());
-  }
+      : PromiseWorker(env, "moe-cpu:router"), baton_(std::move(baton)) {}
 
  private:
+  void Run() override { baton_.run(); }
+  Napi::Value Result() override { return logits_array(Env(), baton_.logits); }
+
   RouterBaton baton_;
-  Napi::Promise::Deferred deferred_;
 };
 
 // routerLogitsAsync(same arguments) -> Promise<Float32Array>, computed on a libuv worker thread.
 Napi::Value RouterLogitsAsync(const Napi::CallbackInfo& info) {
-  auto* worker = new RouterWorker(info.Env(), router_args(info));
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();  // the worker deletes itself when done
-  return promise;
+  return (new RouterWorker(info.Env(), router_args(info)))->Queued();
 }
 
 // decodeMxfp4(blocks: Uint8Array [n, 16], scales: Uint8Array [n], out: Float32Array | Uint16Array [n, 32])

@@ -1,0 +1,129 @@
+// Positioned reads of planned tensors into the typed arrays a layer is built from, converting
+// dtypes on the way in chunks: the only full-size arrays are the destinations.
+import { promises as fs } from 'node:fs';
+
+import { binding } from '../binding';
+import type { WeightArray } from '../validate';
+import { CheckpointError } from './errors';
+import { MXFP4_BLOCK, MXFP4_BLOCK_BYTES } from './families';
+import { elementCount, readFully, type SafetensorsFile } from './safetensors';
+import type { TensorLocation } from './tensors';
+
+/** Bytes read per conversion chunk: big enough to make per-read costs vanish, small next to a layer. */
+const CHUNK_BYTES = 16 << 20;
+
+
+// f16 -> f32 for all 65536 bit patterns (exact), built on first use.
+let f16Table: Float32Array | null = null;
+function f16ToF32Table(): Float32Array {
+  if (f16Table) return f16Table;
+  const table = new Float32Array(1 << 16);
+  for (let h = 0; h < table.length; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+    table[h] = exponent === 0 ? sign * mantissa * 2 ** -24
+      : exponent === 0x1f ? (mantissa ? NaN : sign * Infinity)
+        : sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+  }
+  return (f16Table = table);
+}
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Open file handles of one load, checked against the sizes seen by openCheckpoint. */
+export class TensorReader {
+  readonly #handles = new Map<string, Promise<fs.FileHandle>>();
+
+  async #handle(file: SafetensorsFile, tensor: string): Promise<fs.FileHandle> {
+    let h = this.#handles.get(file.path);
+    if (!h) {
+      h = (async () => {
+        const fh = await fs.open(file.path, 'r').catch((err: NodeJS.ErrnoException) => {
+          throw new CheckpointError({ file: file.path, tensor }, `cannot open (${err.code ?? err.message})`, { cause: err });
+        });
+        const stat = await fh.stat();
+        if (stat.size !== file.size || stat.mtimeMs !== file.mtimeMs) {
+          await fh.close();
+          throw new CheckpointError({ file: file.path, tensor }, 'the file changed since openCheckpoint read its header: open the checkpoint again');
+        }
+        return fh;
+      })();
+      this.#handles.set(file.path, h);
+    }
+    return h;
+  }
+
+  /** Reads `dest.length` bytes of a tensor starting `offset` bytes into its data. */
+  async bytes(loc: TensorLocation, offset: number, dest: Uint8Array): Promise<void> {
+    const fh = await this.#handle(loc.file, loc.entry.name);
+    await readFully(fh, dest, loc.entry.begin + offset, loc.file.path, loc.entry.name);
+  }
+
+  /**
+   * All of a float tensor (F32, BF16, F16) into dest (f32, or bf16 bits rounded to nearest
+   * even), starting at element `at` of dest.
+   */
+  async floats(loc: TensorLocation, dest: WeightArray, at = 0): Promise<void> {
+    const count = elementCount(loc.entry.shape);
+    const { dtype } = loc.entry;
+    const toBf16 = dest instanceof Uint16Array;
+    const target = dest.subarray(at, at + count);
+    if ((dtype === 'BF16' && toBf16) || (dtype === 'F32' && !toBf16)) {
+      await this.bytes(loc, 0, bytesOf(target)); // same representation: straight into place
+      return;
+    }
+    const inBytes = dtype === 'F32' ? 4 : 2;
+    const perChunk = Math.floor(CHUNK_BYTES / inBytes);
+    const scratch = new ArrayBuffer(Math.min(count, perChunk) * inBytes);
+    const f32 = dtype === 'F16' && toBf16 ? new Float32Array(Math.min(count, perChunk)) : null;
+    for (let i = 0; i < count; i += perChunk) {
+      const n = Math.min(perChunk, count - i);
+      await this.bytes(loc, i * inBytes, new Uint8Array(scratch, 0, n * inBytes));
+      const out = target.subarray(i, i + n);
+      if (dtype === 'F32') {
+        binding.convertBf16(new Float32Array(scratch, 0, n), out); // f32 -> bf16
+      } else if (dtype === 'BF16') {
+        binding.convertBf16(new Uint16Array(scratch, 0, n), out); // bf16 -> f32
+      } else {
+        const table = f16ToF32Table(), half = new Uint16Array(scratch, 0, n);
+        const wide = f32 ? f32.subarray(0, n) : (out as Float32Array);
+        for (let j = 0; j < n; j++) wide[j] = table[half[j]];
+        if (f32) binding.convertBf16(wide, out); // exact f32 -> bf16 rounding: one rounding in all
+      }
+    }
+  }
+
+  /** A whole float tensor in a new array of `ctor`'s dtype (f32, or bf16 bits). */
+  async array(loc: TensorLocation, ctor: Float32ArrayConstructor | Uint16ArrayConstructor): Promise<WeightArray> {
+    const out = new ctor(elementCount(loc.entry.shape));
+    await this.floats(loc, out);
+    return out;
+  }
+
+  /** A router-sized tensor kept in its own precision: BF16 as bf16 bits, F32 and F16 as f32. */
+  async router(loc: TensorLocation): Promise<WeightArray> {
+    return this.array(loc, loc.entry.dtype === 'BF16' ? Uint16Array : Float32Array);
+  }
+
+  /** MXFP4 blocks [..., nb, 16] + scales [..., nb] -> dest [..., nb * 32], decoded exactly. */
+  async mxfp4(blocks: TensorLocation, scales: TensorLocation, dest: WeightArray): Promise<void> {
+    const total = elementCount(scales.entry.shape);
+    const perChunk = Math.floor(CHUNK_BYTES / MXFP4_BLOCK_BYTES);
+    const codeBuf = new Uint8Array(Math.min(total, perChunk) * MXFP4_BLOCK_BYTES);
+    const scaleBuf = new Uint8Array(Math.min(total, perChunk));
+    for (let b = 0; b < total; b += perChunk) {
+      const n = Math.min(perChunk, total - b);
+      const codes = codeBuf.subarray(0, n * MXFP4_BLOCK_BYTES), s = scaleBuf.subarray(0, n);
+      await Promise.all([this.bytes(blocks, b * MXFP4_BLOCK_BYTES, codes), this.bytes(scales, b, s)]);
+      binding.decodeMxfp4(codes, s, dest.subarray(b * MXFP4_BLOCK, (b + n) * MXFP4_BLOCK));
+    }
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.#handles.values()];
+    this.#handles.clear();
+    await Promise.all(handles.map((h) => h.then((fh) => fh.close(), () => undefined)));
+  }
+}
