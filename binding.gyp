@@ -2,6 +2,11 @@
 # both read cpp/sources.json. Each instruction-set file is a static library of its own, as
 # gyp cannot give one file of a target its own flags.
 {
+  "variables": {
+    # true for the prebuilds (scripts/prebuild.js sets MOE_CPU_PORTABLE=1): libstdc++ linked in
+    # and hidden, so the binary needs no newer libstdc++ than the system's.
+    "moe_portable%": "<!(node -p \"process.env.MOE_CPU_PORTABLE === '1'\")"
+  },
   "target_defaults": {
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
@@ -25,7 +30,10 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "conditions": [
-        ["target_arch == 'x64'", { "dependencies": ["moe_isa_avx2", "moe_isa_avx512"] }]
+        ["target_arch == 'x64'", { "dependencies": ["moe_isa_avx2", "moe_isa_avx512", "moe_isa_avx2_elementwise", "moe_isa_avx512_elementwise"] }],
+        ["target_arch == 'arm64' and OS != 'win'", { "dependencies": ["moe_isa_neon", "moe_isa_neon_bf16", "moe_isa_neon_elementwise"] }],
+        ["target_arch == 'arm64' and OS == 'linux'", { "dependencies": ["moe_isa_sve", "moe_isa_sve_bf16"] }],
+        ["OS == 'linux' and moe_portable == 'true'", { "ldflags": ["-static-libstdc++", "-Wl,--exclude-libs,ALL"] }]
       ]
     }
   ],
@@ -45,6 +53,61 @@
           "sources": ["<!(node -p \"require('./cpp/sources.json').isa.x64.avx512.source\")"],
           "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512.flags.join(' ')\")"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512.flags.join(' ')\")"] }
+        },
+        {
+          "target_name": "moe_isa_avx2_elementwise",
+          "type": "static_library",
+          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.x64.avx2_elementwise.source\")"],
+          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx2_elementwise.flags.join(' ')\")"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx2_elementwise.flags.join(' ')\")"] }
+        },
+        {
+          "target_name": "moe_isa_avx512_elementwise",
+          "type": "static_library",
+          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.x64.avx512_elementwise.source\")"],
+          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512_elementwise.flags.join(' ')\")"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512_elementwise.flags.join(' ')\")"] }
+        }
+      ]
+    }],
+    ["target_arch == 'arm64' and OS != 'win'", {
+      "targets": [
+        {
+          "target_name": "moe_isa_neon",
+          "type": "static_library",
+          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.neon.source\")"],
+          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon.flags.join(' ')\")"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon.flags.join(' ')\")"] }
+        },
+        {
+          "target_name": "moe_isa_neon_bf16",
+          "type": "static_library",
+          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.neon_bf16.source\")"],
+          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_bf16.flags.join(' ')\")"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_bf16.flags.join(' ')\")"] }
+        },
+        {
+          "target_name": "moe_isa_neon_elementwise",
+          "type": "static_library",
+          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.neon_elementwise.source\")"],
+          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_elementwise.flags.join(' ')\")"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_elementwise.flags.join(' ')\")"] }
+        }
+      ]
+    }],
+    ["target_arch == 'arm64' and OS == 'linux'", {
+      "targets": [
+        {
+          "target_name": "moe_isa_sve",
+          "type": "static_library",
+          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.sve.source\")"],
+          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.sve.flags.join(' ')\")"]
+        },
+        {
+          "target_name": "moe_isa_sve_bf16",
+          "type": "static_library",
+          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.sve_bf16.source\")"],
+          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.sve_bf16.flags.join(' ')\")"]
         }
       ]
     }]

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "isa/elementwise_table.h"
 #include "isa/kernel_table.h"
 #include "moe_cpu.h"
 
@@ -16,7 +17,10 @@
 #define MOE_X86 1
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
+#define MOE_ARM64 1
 #define MOE_ARM64_LINUX 1
+#elif defined(__aarch64__) && !defined(_WIN32)
+#define MOE_ARM64 1
 #endif
 
 namespace moe {
@@ -66,9 +70,13 @@ std::vector<std::string> detect_features() {
   if (hwcap & (1ul << 22)) f.push_back("sve");      // HWCAP_SVE
   if (hwcap2 & (1ul << 1)) f.push_back("sve2");     // HWCAP2_SVE2
   if (hwcap2 & (1ul << 14)) f.push_back("bf16");    // HWCAP2_BF16
+  if (hwcap2 & (1ul << 12)) f.push_back("svebf16"); // HWCAP2_SVEBF16
   if (hwcap2 & (1ul << 13)) f.push_back("i8mm");    // HWCAP2_I8MM
   return f;
 }
+#elif MOE_ARM64
+// Advanced SIMD is part of every AArch64 ABI; bf16 is not detected outside Linux yet.
+std::vector<std::string> detect_features() { return {"neon"}; }
 #else
 std::vector<std::string> detect_features() { return {}; }
 #endif
@@ -101,6 +109,12 @@ const std::vector<KernelSet>& built_kernel_sets() {
 #if MOE_X86
       {"avx2", {"avx2", "fma"}},
       {"avx512", {"avx512f", "avx512bw", "avx512vl", "avx512dq"}},
+#endif
+#if MOE_ARM64
+      {"neon", {"neon"}},
+#endif
+#if MOE_ARM64_LINUX
+      {"sve", {"sve"}},
 #endif
   };
   return sets;
@@ -156,7 +170,31 @@ const KernelTable& active_table() {
     if (info.kernel == "avx2") return &avx2_table();
     if (info.kernel == "avx512") return &avx512_table(has(info.features, "avx512bf16"));
 #endif
+#if MOE_ARM64
+    if (info.kernel == "neon") return &neon_table(has(info.features, "bf16"));
+#endif
+#if MOE_ARM64_LINUX
+    if (info.kernel == "sve") return &sve_table(has(info.features, "svebf16"));
+#endif
     return &scalar_table();
+  }();
+  return *table;
+}
+
+const ElementwiseTable& active_elementwise() {
+  static const ElementwiseTable* table = [] {
+#if MOE_X86
+    const std::string& kernel = cpu_info().kernel;
+    if (kernel == "avx2") return &avx2_elementwise();
+    if (kernel == "avx512") return &avx512_elementwise();
+#endif
+#if MOE_ARM64
+    if (cpu_info().kernel == "neon") return &neon_elementwise();
+#endif
+#if MOE_ARM64_LINUX
+    if (cpu_info().kernel == "sve") return &sve_elementwise();
+#endif
+    return &scalar_elementwise();
   }();
   return *table;
 }

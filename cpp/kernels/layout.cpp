@@ -4,9 +4,12 @@
 // the 2I axis, so the code copies bits and only cares about the element size.
 //   de-interleave: block 2j -> j, block 2j+1 -> I + j
 //   interleave:    the inverse
+// Blocks of 2, 4 or 8 bytes (inner == 1, transposed weights and biases; small inner) are words
+// of the SIMD split/zip kernels of the elementwise table; larger blocks are memcpy'd.
 #include <cstring>
 #include <vector>
 
+#include "isa/elementwise_table.h"
 #include "moe_cpu.h"
 
 namespace moe {
@@ -26,50 +29,54 @@ struct InterleaveSource {
   size_t operator()(size_t q, size_t half) const { return (q & 1) ? half + (q >> 1) : q >> 1; }
 };
 
-template <typename T>
-void deinterleave_copy(const T* src, T* dst, const W13Shape& s) {
-  const size_t half = s.intermediate, inner = s.inner, row = 2 * half * inner;
-  const size_t block_bytes = inner * sizeof(T);
-  if (s.elements() == 0) return;
+// Blocks larger than a word (8 bytes), one memcpy each.
+void deinterleave_blocks(const unsigned char* src, unsigned char* dst, size_t block_bytes,
+                         const W13Shape& s) {
+  const size_t half = s.intermediate, row = 2 * half * block_bytes;
   for (size_t o = 0; o < s.outer; ++o) {
-    const T* in = src + o * row;
-    T* gate = dst + o * row;
-    T* up = gate + half * inner;
-    if (inner == 1) {
-      for (size_t j = 0; j < half; ++j) {
-        gate[j] = in[2 * j];
-        up[j] = in[2 * j + 1];
-      }
-    } else {
-      for (size_t j = 0; j < half; ++j) {
-        std::memcpy(gate + j * inner, in + 2 * j * inner, block_bytes);
-        std::memcpy(up + j * inner, in + (2 * j + 1) * inner, block_bytes);
-      }
+    const unsigned char* in = src + o * row;
+    unsigned char* gate = dst + o * row;
+    unsigned char* up = gate + half * block_bytes;
+    for (size_t j = 0; j < half; ++j) {
+      std::memcpy(gate + j * block_bytes, in + 2 * j * block_bytes, block_bytes);
+      std::memcpy(up + j * block_bytes, in + (2 * j + 1) * block_bytes, block_bytes);
     }
   }
 }
 
-template <typename T>
-void interleave_copy(const T* src, T* dst, const W13Shape& s) {
-  const size_t half = s.intermediate, inner = s.inner, row = 2 * half * inner;
-  const size_t block_bytes = inner * sizeof(T);
-  if (s.elements() == 0) return;
+void interleave_blocks(const unsigned char* src, unsigned char* dst, size_t block_bytes,
+                       const W13Shape& s) {
+  const size_t half = s.intermediate, row = 2 * half * block_bytes;
   for (size_t o = 0; o < s.outer; ++o) {
-    const T* gate = src + o * row;
-    const T* up = gate + half * inner;
-    T* out = dst + o * row;
-    if (inner == 1) {
-      for (size_t j = 0; j < half; ++j) {
-        out[2 * j] = gate[j];
-        out[2 * j + 1] = up[j];
-      }
-    } else {
-      for (size_t j = 0; j < half; ++j) {
-        std::memcpy(out + 2 * j * inner, gate + j * inner, block_bytes);
-        std::memcpy(out + (2 * j + 1) * inner, up + j * inner, block_bytes);
-      }
+    const unsigned char* gate = src + o * row;
+    const unsigned char* up = gate + half * block_bytes;
+    unsigned char* out = dst + o * row;
+    for (size_t j = 0; j < half; ++j) {
+      std::memcpy(out + 2 * j * block_bytes, gate + j * block_bytes, block_bytes);
+      std::memcpy(out + (2 * j + 1) * block_bytes, up + j * block_bytes, block_bytes);
     }
   }
+}
+
+// The kernel of the active elementwise table for blocks of `block_bytes`; null if the block
+// is not a word of 2, 4 or 8 bytes.
+isa::SplitFn split_kernel(size_t block_bytes) {
+  const isa::ElementwiseTable& t = isa::active_elementwise();
+  switch (block_bytes) {
+    case 2: return t.deinterleave_16;
+    case 4: return t.deinterleave_32;
+    case 8: return t.deinterleave_64;
+  }
+  return nullptr;
+}
+isa::ZipFn zip_kernel(size_t block_bytes) {
+  const isa::ElementwiseTable& t = isa::active_elementwise();
+  switch (block_bytes) {
+    case 2: return t.interleave_16;
+    case 4: return t.interleave_32;
+    case 8: return t.interleave_64;
+  }
+  return nullptr;
 }
 
 // Bit q set iff q is the smallest position of a permutation cycle longer than 1. The cycles
@@ -104,61 +111,51 @@ void for_each_leader(const std::vector<uint64_t>& leaders, F f) {
   }
 }
 
-// Rows of single elements (transposed weights, biases): each cycle step is an index update
-// then a dependent load, so the same cycle is walked in kRowBatch rows at once to give the CPU
-// independent moves (4 measured best of 4/8/16/32 on gpt-oss shapes, over 2x faster than 1 row).
-// The kRowBatch elements of `first` are the only extra data memory.
-constexpr size_t kRowBatch = 4;
-
-template <typename T, typename Source>
-void permute_elements_in_place(T* data, const W13Shape& s, Source source,
-                               const std::vector<uint64_t>& leaders) {
-  const size_t half = s.intermediate, row = 2 * half;
-  for (size_t o = 0; o < s.outer; o += kRowBatch) {
-    T* r = data + o * row;
-    const size_t rows = s.outer - o < kRowBatch ? s.outer - o : kRowBatch;
-    for_each_leader(leaders, [&](size_t q) {
-      T first[kRowBatch];
-      for (size_t b = 0; b < rows; ++b) first[b] = r[b * row + q];
-      size_t to = q;
-      for (size_t from = source(q, half); from != q; from = source(from, half)) {
-        for (size_t b = 0; b < rows; ++b) r[b * row + to] = r[b * row + from];
-        to = from;
-      }
-      for (size_t b = 0; b < rows; ++b) r[b * row + to] = first[b];
-    });
-  }
-}
-
-template <typename T, typename Source>
-void permute_blocks_in_place(T* data, const W13Shape& s, Source source,
-                             const std::vector<uint64_t>& leaders) {
-  const size_t half = s.intermediate, inner = s.inner, row = 2 * half * inner;
-  const size_t block_bytes = inner * sizeof(T);
-  std::vector<T> temp(inner);
+// In place, rows of words, with a half-row buffer: the split writes the evens over the front
+// of the row (it reads every word before overwriting it) and the odds to the buffer, copied
+// behind them; the zip reads the gates from the buffer and the ups from the back of the row it
+// writes. The second pass finds the row in L1, so the tensor is read and written once.
+void deinterleave_words_in_place(unsigned char* data, size_t word_bytes, const W13Shape& s,
+                                 isa::SplitFn split) {
+  const size_t half_bytes = s.intermediate * word_bytes;
+  std::vector<unsigned char> odd(half_bytes);
   for (size_t o = 0; o < s.outer; ++o) {
-    T* r = data + o * row;
-    for_each_leader(leaders, [&](size_t q) {
-      std::memcpy(temp.data(), r + q * inner, block_bytes);
-      size_t to = q;
-      for (size_t from = source(q, half); from != q; from = source(from, half)) {
-        std::memcpy(r + to * inner, r + from * inner, block_bytes);
-        to = from;
-      }
-      std::memcpy(r + to * inner, temp.data(), block_bytes);
-    });
+    unsigned char* row = data + o * 2 * half_bytes;
+    split(row, row, odd.data(), s.intermediate);
+    std::memcpy(row + half_bytes, odd.data(), half_bytes);
   }
 }
 
-// In place by cycle following: each cycle is rotated through one temporary block.
-template <typename T, typename Source>
-void permute_in_place(T* data, const W13Shape& s, Source source) {
-  if (s.elements() == 0) return;
-  const std::vector<uint64_t> leaders = cycle_leaders(2 * s.intermediate, s.intermediate, source);
-  if (s.inner == 1) {
-    permute_elements_in_place(data, s, source, leaders);
-  } else {
-    permute_blocks_in_place(data, s, source, leaders);
+void interleave_words_in_place(unsigned char* data, size_t word_bytes, const W13Shape& s,
+                               isa::ZipFn zip) {
+  const size_t half_bytes = s.intermediate * word_bytes;
+  std::vector<unsigned char> gate(half_bytes);
+  for (size_t o = 0; o < s.outer; ++o) {
+    unsigned char* row = data + o * 2 * half_bytes;
+    std::memcpy(gate.data(), row, half_bytes);
+    zip(gate.data(), row + half_bytes, row, s.intermediate);
+  }
+}
+
+// In place by cycle following, for blocks larger than a word: each cycle is rotated through
+// one temporary block.
+template <typename Source>
+void permute_blocks_in_place(unsigned char* data, size_t block_bytes, const W13Shape& s,
+                             Source source) {
+  const size_t half = s.intermediate, row = 2 * half * block_bytes;
+  const std::vector<uint64_t> leaders = cycle_leaders(2 * half, half, source);
+  std::vector<unsigned char> temp(block_bytes);
+  for (size_t o = 0; o < s.outer; ++o) {
+    unsigned char* r = data + o * row;
+    for_each_leader(leaders, [&](size_t q) {
+      std::memcpy(temp.data(), r + q * block_bytes, block_bytes);
+      size_t to = q;
+      for (size_t from = source(q, half); from != q; from = source(from, half)) {
+        std::memcpy(r + to * block_bytes, r + from * block_bytes, block_bytes);
+        to = from;
+      }
+      std::memcpy(r + to * block_bytes, temp.data(), block_bytes);
+    });
   }
 }
 
@@ -173,38 +170,52 @@ void check_element_bytes(size_t element_bytes) {
 
 void deinterleave_w13(const void* src, void* dst, size_t element_bytes, const W13Shape& shape) {
   check_element_bytes(element_bytes);
-  if (element_bytes == 2) {
-    deinterleave_copy(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), shape);
-  } else {
-    deinterleave_copy(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), shape);
+  if (shape.elements() == 0) return;
+  const size_t block = element_bytes * shape.inner, half = shape.intermediate;
+  const auto* in = static_cast<const unsigned char*>(src);
+  auto* out = static_cast<unsigned char*>(dst);
+  const isa::SplitFn split = split_kernel(block);
+  if (!split) return deinterleave_blocks(in, out, block, shape);
+  for (size_t o = 0; o < shape.outer; ++o) {
+    const size_t row = o * 2 * half * block;
+    split(in + row, out + row, out + row + half * block, half);
   }
 }
 
 void interleave_w13(const void* src, void* dst, size_t element_bytes, const W13Shape& shape) {
   check_element_bytes(element_bytes);
-  if (element_bytes == 2) {
-    interleave_copy(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), shape);
-  } else {
-    interleave_copy(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), shape);
+  if (shape.elements() == 0) return;
+  const size_t block = element_bytes * shape.inner, half = shape.intermediate;
+  const auto* in = static_cast<const unsigned char*>(src);
+  auto* out = static_cast<unsigned char*>(dst);
+  const isa::ZipFn zip = zip_kernel(block);
+  if (!zip) return interleave_blocks(in, out, block, shape);
+  for (size_t o = 0; o < shape.outer; ++o) {
+    const size_t row = o * 2 * half * block;
+    zip(in + row, in + row + half * block, out + row, half);
   }
 }
 
 void deinterleave_w13_in_place(void* data, size_t element_bytes, const W13Shape& shape) {
   check_element_bytes(element_bytes);
-  if (element_bytes == 2) {
-    permute_in_place(static_cast<uint16_t*>(data), shape, DeinterleaveSource{});
-  } else {
-    permute_in_place(static_cast<uint32_t*>(data), shape, DeinterleaveSource{});
+  if (shape.elements() == 0) return;
+  const size_t block = element_bytes * shape.inner;
+  auto* bytes = static_cast<unsigned char*>(data);
+  if (const isa::SplitFn split = split_kernel(block)) {
+    return deinterleave_words_in_place(bytes, block, shape, split);
   }
+  permute_blocks_in_place(bytes, block, shape, DeinterleaveSource{});
 }
 
 void interleave_w13_in_place(void* data, size_t element_bytes, const W13Shape& shape) {
   check_element_bytes(element_bytes);
-  if (element_bytes == 2) {
-    permute_in_place(static_cast<uint16_t*>(data), shape, InterleaveSource{});
-  } else {
-    permute_in_place(static_cast<uint32_t*>(data), shape, InterleaveSource{});
+  if (shape.elements() == 0) return;
+  const size_t block = element_bytes * shape.inner;
+  auto* bytes = static_cast<unsigned char*>(data);
+  if (const isa::ZipFn zip = zip_kernel(block)) {
+    return interleave_words_in_place(bytes, block, shape, zip);
   }
+  permute_blocks_in_place(bytes, block, shape, InterleaveSource{});
 }
 
 }  // namespace moe

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "aligned_buffer.h"
+#include "isa/elementwise_table.h"
 #include "isa/kernel_table.h"
 #include "moe_cpu.h"
 #include "pack.h"
@@ -156,6 +157,7 @@ void forward_impl(const MoeLayer::Packed& p, DType act_dtype, const void* hidden
   }
 
   DotPlan plan{&isa::active_table(), cfg.weight_dtype, false};
+  const isa::ElementwiseTable& elementwise = isa::active_elementwise();
   if (cfg.weight_dtype == DType::bf16 && plan.table->dot_bf16_bf16) {
     plan.bf16_activations = act_dtype == DType::bf16 || T * K >= kBf16DotMinTokensPerExpert * groups.size();
   }
@@ -200,11 +202,20 @@ void forward_impl(const MoeLayer::Packed& p, DType act_dtype, const void* hidden
     std::vector<float> gate(rows * n), up(rows * n);
     plan.run(gate_w, shape.padded_depth(), rows, x_rows[g].data(), n, H, gate.data());
     plan.run(up_w, shape.padded_depth(), rows, x_rows[g].data(), n, H, up.data());
-    const float* bias = p.w13_bias.empty() ? nullptr : p.w13_bias.data() + group.expert * 2 * I;
+    // Epilogue on the tile: + bias, activation (vectorised), scatter to each route's row of a.
+    if (!p.w13_bias.empty()) {
+      const float* bias = p.w13_bias.data() + group.expert * 2 * I;
+      for (size_t j = 0; j < rows; ++j) {
+        for (size_t t = 0; t < n; ++t) {
+          gate[j * n + t] += bias[c0 + j];
+          up[j * n + t] += bias[I + c0 + j];
+        }
+      }
+    }
+    elementwise.gated_f32(cfg.activation, gate.data(), up.data(), gate.data(), rows * n);
     for (size_t j = 0; j < rows; ++j) {
-      const float bg = bias ? bias[c0 + j] : 0.0f, bu = bias ? bias[I + c0 + j] : 0.0f;
       for (size_t t = 0; t < n; ++t) {
-        const float v = gated_activation(cfg.activation, gate[j * n + t] + bg, up[j * n + t] + bu);
+        const float v = gate[j * n + t];
         const size_t at = group.routes[t] * I + c0 + j;
         if (plan.bf16_activations) {
           reinterpret_cast<uint16_t*>(a.data())[at] = f32_to_bf16(v);

@@ -59,7 +59,8 @@ struct W13Shape {
 // Out of place; src and dst must not overlap.
 void deinterleave_w13(const void* src, void* dst, size_t element_bytes, const W13Shape& shape);
 void interleave_w13(const void* src, void* dst, size_t element_bytes, const W13Shape& shape);
-// In place: extra memory is one block of `inner` elements plus 2I bits of bookkeeping.
+// In place: extra memory is half a row (I * inner elements) when a block of `inner` elements
+// is 2, 4 or 8 bytes, else one block plus 2I bits of bookkeeping.
 void deinterleave_w13_in_place(void* data, size_t element_bytes, const W13Shape& shape);
 void interleave_w13_in_place(void* data, size_t element_bytes, const W13Shape& shape);
 

@@ -1,0 +1,49 @@
+// The walk over panels x token tiles shared by the Arm kernel files (neon*.cpp, sve*.cpp).
+//
+// A tile is a struct with `kTokens` (its widest token count) and
+//   template <size_t T> static void run(panel, x, n, out, tokens, rows)
+// computing all kPanelRows rows of one panel against T token rows and storing the first `rows`
+// of them at out[r * tokens + t]. A DotFn's panels are whole in memory (panel.h), so a tile may
+// read the rows it does not store: no per-row-count variants are needed.
+//
+// Included by ISA files only, and everything here is in an anonymous namespace: each file
+// compiles its own copy with its own flags (the ODR rule of kernel_table.h).
+#pragma once
+
+#include <cstddef>
+
+#include "kernel_table.h"
+
+namespace moe {
+namespace isa {
+namespace {
+
+// Tile::run<tn> for a runtime token count 1 <= tn <= T.
+template <typename Tile, size_t T, typename W, typename X>
+inline void run_tile(size_t tn, const W* panel, const X* const* x, size_t n, float* out,
+                     size_t tokens, size_t rows) {
+  if constexpr (T > 1) {
+    if (tn < T) return run_tile<Tile, T - 1>(tn, panel, x, n, out, tokens, rows);
+  }
+  Tile::template run<T>(panel, x, n, out, tokens, rows);
+}
+
+// A DotFn (kernel_table.h) made of Tile: panels one after another, tokens in tiles of
+// Tile::kTokens (the last tile narrower).
+template <typename Tile, typename W, typename X>
+void walk_panels(const W* panels, size_t padded_depth, size_t rows, const X* const* x,
+                 size_t tokens, size_t n, float* out) {
+  const size_t panel_elements = kPanelRows * padded_depth;
+  for (size_t r0 = 0; r0 < rows; r0 += kPanelRows) {
+    const W* panel = panels + (r0 / kPanelRows) * panel_elements;
+    const size_t rn = rows - r0 < kPanelRows ? rows - r0 : kPanelRows;
+    for (size_t t0 = 0; t0 < tokens; t0 += Tile::kTokens) {
+      const size_t tn = tokens - t0 < Tile::kTokens ? tokens - t0 : Tile::kTokens;
+      run_tile<Tile, Tile::kTokens>(tn, panel, x + t0, n, out + r0 * tokens + t0, tokens, rn);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace isa
+}  // namespace moe
