@@ -1,140 +1,186 @@
-// Native benchmark of the fused MoE forward on the SPEC.md presets.
-//
-//   moe_bench [--preset gpt-oss-20b] [--dtype bf16|f32] [--tokens 1,64] [--threads N] [--iters N]
-//
-// Prints, per case, the median time of `iters` forwards and the bandwidth of the expert
-// weights touched (every selected expert's W13 and W2 are read once per call).
-#include <algorithm>
-#include <chrono>
+// Native benchmark (build/moe_bench): the machine's limits, then the fused MoE forward on the
+// SPEC.md presets judged against them, then the W13 de-interleave and layer packing.
+// Every case is timed the same way (timing.h); results can be written as JSON (--json FILE).
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "moe_cpu.h"
+#include "layout_cases.h"
+#include "limits.h"
+#include "moe_cases.h"
+#include "presets.h"
+#include "proc.h"
+#include "report.h"
 
 namespace {
 
-struct Preset {
-  const char* name;
-  size_t H, I, E, K;
-  moe::Activation activation;
-  bool interleaved, biases;
+const char* kUsage = R"(moe_bench [--preset NAME,...|all] [--dtype f32,bf16] [--tokens 1,4,16,64,256,512]
+          [--threads 1,all] [--iters N] [--cases limits,moe,deinterleave,packing] [--json FILE]
+  --preset   default gpt-oss-20b; 'all' is every preset but deepseek-v3 (22.5 GB in bf16: name
+             it to run it). A case whose packed layer does not fit in memory is skipped.
+  --threads  thread counts; 'all' = the physical cores available (the limits are measured
+             for each count)
+  --iters    timed calls per case (odd); default: as many as fit ~1.5 s, 3 to 21
+  --cases    which parts to run (the limits always run with 'moe')
+)";
+
+struct Options {
+  std::vector<const bench::Preset*> presets;
+  std::vector<moe::DType> dtypes = {moe::DType::f32, moe::DType::bf16};
+  std::vector<size_t> tokens = {1, 4, 16, 64, 256, 512};
+  std::vector<unsigned> threads;
+  int iters = 0;
+  std::set<std::string> cases = {"limits", "moe", "deinterleave", "packing"};
+  std::string json;
 };
 
-const Preset kPresets[] = {
-    {"gpt-oss-20b", 2880, 2880, 32, 4, moe::Activation::swigluoai, true, true},
-    {"gpt-oss-120b", 2880, 2880, 128, 4, moe::Activation::swigluoai, true, true},
-    {"mixtral-8x7b", 4096, 14336, 8, 2, moe::Activation::silu, false, false},
-    {"qwen3-30b-a3b", 2048, 768, 128, 8, moe::Activation::silu, false, false},
-    {"deepseek-v3", 7168, 2048, 256, 8, moe::Activation::silu, false, false},
-};
-
-std::vector<size_t> parse_list(const std::string& s) {
-  std::vector<size_t> out;
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
   std::stringstream in(s);
   std::string item;
-  while (std::getline(in, item, ',')) out.push_back(std::stoul(item));
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
   return out;
 }
 
-// Small random weights, so activations stay in a realistic range.
-template <typename T>
-std::vector<T> random_weights(size_t n, std::mt19937& rng, bool bf16) {
-  std::uniform_real_distribution<float> dist(-0.03f, 0.03f);
-  std::vector<T> w(n);
-  for (auto& v : w) {
-    float f = dist(rng);
-    if constexpr (sizeof(T) == 2) v = moe::f32_to_bf16(f); else v = f;
+size_t positive(const std::string& flag, const std::string& s) {
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || v == 0) throw std::invalid_argument(flag + ": expected a positive integer, got '" + s + "'");
+  return static_cast<size_t>(v);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  std::string preset = "gpt-oss-20b";
+  std::string threads = "1,all";
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::printf("%s", kUsage);
+      std::exit(0);
+    }
+    if (i + 1 >= argc) throw std::invalid_argument(flag + ": missing value");
+    const std::string value = argv[++i];
+    if (flag == "--preset") {
+      preset = value;
+    } else if (flag == "--dtype") {
+      o.dtypes.clear();
+      for (const auto& d : split(value)) {
+        if (d != "f32" && d != "bf16") throw std::invalid_argument("--dtype: expected f32 or bf16, got '" + d + "'");
+        o.dtypes.push_back(d == "bf16" ? moe::DType::bf16 : moe::DType::f32);
+      }
+    } else if (flag == "--tokens") {
+      o.tokens.clear();
+      for (const auto& t : split(value)) o.tokens.push_back(positive(flag, t));
+    } else if (flag == "--threads") {
+      threads = value;
+    } else if (flag == "--iters") {
+      o.iters = static_cast<int>(positive(flag, value));
+    } else if (flag == "--cases") {
+      o.cases.clear();
+      for (const auto& c : split(value)) {
+        if (c != "limits" && c != "moe" && c != "deinterleave" && c != "packing")
+          throw std::invalid_argument("--cases: unknown case '" + c + "'");
+        o.cases.insert(c);
+      }
+    } else if (flag == "--json") {
+      o.json = value;
+    } else {
+      throw std::invalid_argument("unknown flag " + flag);
+    }
   }
-  return w;
+  for (const auto& name : split(preset)) {
+    if (name == "all") {
+      for (const auto& p : bench::presets()) {
+        if (!p.explicit_only) o.presets.push_back(&p);
+      }
+    } else if (const bench::Preset* p = bench::find_preset(name.c_str())) {
+      o.presets.push_back(p);
+    } else {
+      throw std::invalid_argument("--preset: unknown preset '" + name + "'");
+    }
+  }
+  for (const auto& t : split(threads)) {
+    const unsigned n = t == "all" ? moe::physical_core_count() : static_cast<unsigned>(positive("--threads", t));
+    bool seen = false;
+    for (unsigned m : o.threads) seen = seen || m == n;
+    if (!seen) o.threads.push_back(n);
+  }
+  if (o.cases.count("moe")) o.cases.insert("limits");
+  return o;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : " ") + s;
+  return out;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset_name = "gpt-oss-20b", dtype = "bf16";
-  std::vector<size_t> token_counts = {1, 64};
-  unsigned threads = 0;
-  int iters = 5;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--preset") preset_name = value;
-    else if (flag == "--dtype") dtype = value;
-    else if (flag == "--tokens") token_counts = parse_list(value);
-    else if (flag == "--threads") threads = static_cast<unsigned>(std::stoul(value));
-    else if (flag == "--iters") iters = std::max(1, std::atoi(value.c_str()));
-    else { std::fprintf(stderr, "unknown flag %s\n", flag.c_str()); return 2; }
-  }
-  const Preset* preset = nullptr;
-  for (const auto& p : kPresets) if (preset_name == p.name) preset = &p;
-  if (!preset || (dtype != "bf16" && dtype != "f32")) {
-    std::fprintf(stderr, "unknown preset or dtype\n");
+  Options o;
+  try {
+    o = parse(argc, argv);
+    moe::cpu_info();  // an unusable MOE_CPU_ISA is reported here, before any work
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moe_bench: %s\n%s", e.what(), kUsage);
     return 2;
   }
-  const size_t E = preset->E, H = preset->H, I = preset->I, K = preset->K;
-  const bool bf16 = dtype == "bf16";
-  std::mt19937 rng(42);
+  bench::Report report;
+  const auto& cpu = moe::cpu_info();
+  const std::string load_start = bench::load_average();
+  std::printf("moe_bench: %s [%s], kernel %s, %u physical cores, load average %s\n", cpu.arch.c_str(),
+              join(cpu.features).c_str(), cpu.kernel.c_str(), moe::physical_core_count(), load_start.c_str());
+  report.machine()
+      .text("arch", cpu.arch)
+      .text("features", join(cpu.features))
+      .text("kernel", cpu.kernel)
+      .count("physical_cores", moe::physical_core_count())
+      .text("load_average_start", load_start);
 
-  moe::MoeConfig config;
-  config.num_experts = E; config.hidden_size = H; config.intermediate_size = I; config.top_k = K;
-  config.activation.kind = preset->activation;
-  config.w13_layout = preset->interleaved ? moe::W13Layout::interleaved : moe::W13Layout::halves;
-  config.weight_dtype = bf16 ? moe::DType::bf16 : moe::DType::f32;
-  config.threads = threads;
-
-  std::unique_ptr<moe::MoeLayer> layer;
-  auto t0 = std::chrono::steady_clock::now();
-  {
-    moe::MoeWeights w;
-    std::vector<uint16_t> w13h, w2h, b13h, b2h;
-    std::vector<float> w13f, w2f, b13f, b2f;
-    if (bf16) {
-      w13h = random_weights<uint16_t>(E * 2 * I * H, rng, true); w2h = random_weights<uint16_t>(E * H * I, rng, true);
-      b13h = random_weights<uint16_t>(E * 2 * I, rng, true); b2h = random_weights<uint16_t>(E * H, rng, true);
-      w = {w13h.data(), w2h.data(), preset->biases ? b13h.data() : nullptr, preset->biases ? b2h.data() : nullptr};
-    } else {
-      w13f = random_weights<float>(E * 2 * I * H, rng, false); w2f = random_weights<float>(E * H * I, rng, false);
-      b13f = random_weights<float>(E * 2 * I, rng, false); b2f = random_weights<float>(E * H, rng, false);
-      w = {w13f.data(), w2f.data(), preset->biases ? b13f.data() : nullptr, preset->biases ? b2f.data() : nullptr};
+  try {
+    std::vector<bench::Limits> limits;
+    if (o.cases.count("limits")) {
+      std::printf("\nmachine limits (fastest of 7 passes each)\n");
+      limits = bench::measure_limits(o.threads);
+      bench::Table table({"threads", "read GB/s", "f32 FMA GFLOP/s", "bf16 dot GFLOP/s"}, 8);
+      table.print_header();
+      for (const auto& l : limits) {
+        table.print_row({std::to_string(l.threads), bench::fixed(l.read_gbps, 1) + " (" + l.read_isa + ")",
+                         bench::fixed(l.fma_gflops, 1) + " (" + l.fma_isa + ")",
+                         l.bf16_dot_gflops > 0 ? bench::fixed(l.bf16_dot_gflops, 1) : "n/a"});
+        report.add("limits", bench::Record()
+                                 .count("threads", l.threads)
+                                 .num("read_gbps", l.read_gbps)
+                                 .text("read_isa", l.read_isa)
+                                 .num("fma_gflops", l.fma_gflops)
+                                 .text("fma_isa", l.fma_isa)
+                                 .num("bf16_dot_gflops", l.bf16_dot_gflops));
+      }
     }
-    auto tp = std::chrono::steady_clock::now();
-    layer = std::make_unique<moe::MoeLayer>(config, w);
-    std::printf("preset %s  dtype %s  kernel %s  threads %u  (weights made in %.1f s, packed in %.2f s, layer %.2f GB)\n",
-                preset->name, dtype.c_str(), moe::cpu_info().kernel.c_str(),
-                threads ? threads : moe::physical_core_count(),
-                std::chrono::duration<double>(tp - t0).count(),
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count(),
-                layer->bytes() / 1e9);
+    if (o.cases.count("moe")) bench::run_moe_cases({o.presets, o.dtypes, o.tokens, o.threads, o.iters}, limits, report);
+    if (o.cases.count("deinterleave")) bench::run_deinterleave_case(o.iters, report);
+    if (o.cases.count("packing")) bench::run_packing_case(report);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moe_bench: %s\n", e.what());
+    return 1;
   }
-  std::printf("%8s %12s %14s %12s\n", "tokens", "median ms", "weights GB/s", "GFLOP/s");
-  const size_t weight_bytes = bf16 ? 2 : 4;
-  for (size_t T : token_counts) {
-    std::vector<float> hidden(T * H);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    for (auto& v : hidden) v = normal(rng);
-    std::vector<float> logits(T * E);
-    for (auto& v : logits) v = normal(rng);
-    std::vector<int32_t> ids(T * K);
-    std::vector<float> weights(T * K), out(T * H);
-    moe::RoutingParams routing;
-    moe::select_experts(routing, logits.data(), T, E, K, ids.data(), weights.data());
-    std::set<int32_t> touched(ids.begin(), ids.end());
-    std::vector<double> ms;
-    for (int it = 0; it < iters; ++it) {
-      auto a = std::chrono::steady_clock::now();
-      layer->forward(moe::DType::f32, hidden.data(), T, ids.data(), weights.data(), out.data());
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+
+  const std::string load_end = bench::load_average();
+  report.machine().text("load_average_end", load_end);
+  std::printf("\nload average at the end: %s\n", load_end.c_str());
+  if (!o.json.empty()) {
+    if (!report.write_json(o.json)) {
+      std::fprintf(stderr, "moe_bench: cannot write %s\n", o.json.c_str());
+      return 1;
     }
-    std::sort(ms.begin(), ms.end());
-    const double median = ms[ms.size() / 2];
-    const double bytes = static_cast<double>(touched.size()) * 3 * I * H * weight_bytes;
-    const double flops = 2.0 * T * K * 3 * I * H;
-    std::printf("%8zu %12.2f %14.2f %12.2f\n", T, median, bytes / median / 1e6, flops / median / 1e6);
+    std::printf("results written to %s\n", o.json.c_str());
   }
   return 0;
 }
