@@ -14,6 +14,10 @@ namespace isa {
 
 namespace {
 
+// Fully unrolled tile loops let the compiler keep the accumulator arrays in registers
+// (without it GCC 12 spills them to the stack on every step).
+#define MOE_UNROLL _Pragma("GCC unroll 8")
+
 // Tile of kRows weight rows (one panel) x kTokens token rows: 4 x 6 = 24 accumulators of the
 // 32 zmm registers, leaving room for the weight vectors and the token vector in flight. Each
 // weight load feeds 6 FMAs and each token load 4, so L1 bandwidth keeps up with the FMA units.
@@ -25,6 +29,16 @@ constexpr size_t kTokens = 6;
 inline __mmask32 chunk_mask(size_t k, size_t n) {
   const size_t left = n - k;
   return left >= 32 ? 0xffffffffu : static_cast<__mmask32>((1u << left) - 1);
+}
+
+// When decoding, the panel stream comes from memory: ask for it this far ahead (16 chunks) so
+// its latency hides behind the current ones (measured: ~5% more bandwidth than 1-2 KB).
+constexpr size_t kPrefetchBytes = 4096;
+
+// Prefetches the `bytes` of the chunk kPrefetchBytes ahead, one request per cache line.
+inline void prefetch_ahead(const void* chunk, size_t bytes) {
+  const char* p = static_cast<const char*>(chunk) + kPrefetchBytes;
+  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
 }
 
 // Fixed-order horizontal sum (GCC 12's _mm512_reduce_add_ps trips -Wmaybe-uninitialized).
@@ -47,22 +61,31 @@ inline __m512 load_half(const uint16_t* w, size_t half) {
 template <size_t R, size_t T, typename W>
 void tile_fma(const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
   __m512 acc[R][T];
+  MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
+    MOE_UNROLL
     for (size_t t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   for (size_t k = 0; k < n; k += kPanelDepth) {
     const W* chunk = panel + k * kPanelRows;
+    prefetch_ahead(chunk, kPanelRows * kPanelDepth * sizeof(W));
     const __mmask32 m = chunk_mask(k, n);
+    MOE_UNROLL
     for (size_t half = 0; half < 2; ++half) {
       __m512 wv[R];
+      MOE_UNROLL
       for (size_t r = 0; r < R; ++r) wv[r] = load_half(chunk + r * kPanelDepth, half);
       const __mmask16 mh = static_cast<__mmask16>(m >> (16 * half));
+      MOE_UNROLL
       for (size_t t = 0; t < T; ++t) {
         const __m512 xv = _mm512_maskz_loadu_ps(mh, x[t] + k + 16 * half);
+        MOE_UNROLL
         for (size_t r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
       }
     }
   }
+  MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
+    MOE_UNROLL
     for (size_t t = 0; t < T; ++t) out[r * tokens + t] = hsum(acc[r][t]);
 }
 
@@ -71,19 +94,27 @@ void tile_fma(const W* panel, const float* const* x, size_t n, float* out, size_
 template <size_t R, size_t T>
 void tile_bf16_dot(const uint16_t* panel, const uint16_t* const* x, size_t n, float* out, size_t tokens) {
   __m512 acc[R][T];
+  MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
+    MOE_UNROLL
     for (size_t t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   for (size_t k = 0; k < n; k += kPanelDepth) {
     const uint16_t* chunk = panel + k * kPanelRows;
+    prefetch_ahead(chunk, kPanelRows * kPanelDepth * sizeof(uint16_t));
     const __mmask32 m = chunk_mask(k, n);
     __m512bh wv[R];
+    MOE_UNROLL
     for (size_t r = 0; r < R; ++r) wv[r] = (__m512bh)_mm512_loadu_si512(chunk + r * kPanelDepth);
+    MOE_UNROLL
     for (size_t t = 0; t < T; ++t) {
       const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k);
+      MOE_UNROLL
       for (size_t r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
     }
   }
+  MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
+    MOE_UNROLL
     for (size_t t = 0; t < T; ++t) out[r * tokens + t] = hsum(acc[r][t]);
 }
 
