@@ -33,6 +33,16 @@ inline __m256 load_x_part(const float* p, size_t left) {
   return _mm256_maskload_ps(p, mask);
 }
 
+// With several token tiles per panel (prefill), the first tile would stall on memory for the
+// whole panel: instead each tile brings in its share of the next panel, into L2.
+inline void prefetch_share(const void* next_panel, size_t bytes, size_t share, size_t shares) {
+  const size_t lines = bytes / 64;
+  const char* p = static_cast<const char*>(next_panel);
+  for (size_t l = lines * share / shares; l < lines * (share + 1) / shares; ++l) {
+    _mm_prefetch(p + l * 64, _MM_HINT_T1);
+  }
+}
+
 // Fixed-order horizontal sum of 8 lanes.
 inline float reduce(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -88,8 +98,12 @@ void dot_panels(const W* panels, size_t padded_depth, size_t rows, const float* 
   for (size_t r0 = 0; r0 < rows; r0 += kRows) {
     const W* panel = panels + (r0 / kPanelRows) * panel_elements;
     const size_t rn = rows - r0 < kRows ? rows - r0 : kRows;
-    for (size_t t0 = 0; t0 < tokens; t0 += kTokens) {
-      const size_t tn = tokens - t0 < kTokens ? tokens - t0 : kTokens;
+    // Tiles as even as possible (32 tokens: 6+6+5+5+5+5, not 6+6+6+6+6+2): a narrow last
+    // tile would run its weight loads for few FMAs.
+    const size_t tiles = (tokens + kTokens - 1) / kTokens;
+    for (size_t tile = 0, t0 = 0; tile < tiles; ++tile) {
+      const size_t tn = tokens / tiles + (tile < tokens % tiles ? 1 : 0);
+      if (tiles > 1) prefetch_share(panel + panel_elements, panel_elements * sizeof(W), tile, tiles);
       float* o = out + r0 * tokens + t0;
       switch (rn) {
         case 1: tile_tokens<1>(tn, panel, x + t0, n, o, tokens); break;
@@ -97,6 +111,7 @@ void dot_panels(const W* panels, size_t padded_depth, size_t rows, const float* 
         case 3: tile_tokens<3>(tn, panel, x + t0, n, o, tokens); break;
         default: tile_tokens<kRows>(tn, panel, x + t0, n, o, tokens); break;
       }
+      t0 += tn;
     }
   }
 }
