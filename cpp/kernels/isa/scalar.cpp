@@ -20,22 +20,51 @@ inline float widen(uint16_t v) {
   return f;
 }
 
+// Tokens per pass over a weight row: each weight element is loaded once for all of them.
+constexpr size_t kTokensPerPass = 4;
+
+// NT tokens against one packed row (stride kPanelRows * kPanelDepth between its chunks).
+// Element j of a chunk always lands in lane j % kLanes, in both the full-chunk loop (which the
+// compiler vectorises) and the tail, so the sum does not depend on NT.
+template <size_t NT, typename W, typename X>
+void row_times_tokens(const W* row, const X* const* x, size_t n, float* out) {
+  float lanes[NT][kLanes] = {};
+  size_t k0 = 0;
+  for (; k0 + kPanelDepth <= n; k0 += kPanelDepth) {
+    const W* w = row + (k0 / kPanelDepth) * kPanelRows * kPanelDepth;
+    for (size_t j = 0; j < kPanelDepth; j += kLanes) {
+      for (size_t t = 0; t < NT; ++t) {
+        for (size_t l = 0; l < kLanes; ++l) lanes[t][l] += widen(w[j + l]) * widen(x[t][k0 + j + l]);
+      }
+    }
+  }
+  if (k0 < n) {
+    const W* w = row + (k0 / kPanelDepth) * kPanelRows * kPanelDepth;
+    for (size_t j = 0; k0 + j < n; ++j) {
+      for (size_t t = 0; t < NT; ++t) lanes[t][j % kLanes] += widen(w[j]) * widen(x[t][k0 + j]);
+    }
+  }
+  for (size_t t = 0; t < NT; ++t) {
+    const float a = (lanes[t][0] + lanes[t][4]) + (lanes[t][1] + lanes[t][5]);
+    const float b = (lanes[t][2] + lanes[t][6]) + (lanes[t][3] + lanes[t][7]);
+    out[t] = a + b;
+  }
+}
+
 template <typename W, typename X>
 void dot_panels(const W* panels, size_t padded_depth, size_t rows, const X* const* x, size_t tokens,
                 size_t n, float* out) {
   const size_t panel_elements = kPanelRows * padded_depth;
   for (size_t r = 0; r < rows; ++r) {
     const W* row = panels + (r / kPanelRows) * panel_elements + (r % kPanelRows) * kPanelDepth;
-    for (size_t t = 0; t < tokens; ++t) {
-      float lanes[kLanes] = {};
-      for (size_t k0 = 0; k0 < n; k0 += kPanelDepth) {
-        const W* w = row + (k0 / kPanelDepth) * kPanelRows * kPanelDepth;
-        const size_t m = n - k0 < kPanelDepth ? n - k0 : kPanelDepth;
-        for (size_t j = 0; j < m; ++j) lanes[j % kLanes] += widen(w[j]) * widen(x[t][k0 + j]);
-      }
-      const float a = (lanes[0] + lanes[4]) + (lanes[1] + lanes[5]);
-      const float b = (lanes[2] + lanes[6]) + (lanes[3] + lanes[7]);
-      out[r * tokens + t] = a + b;
+    float* o = out + r * tokens;
+    size_t t = 0;
+    for (; t + kTokensPerPass <= tokens; t += kTokensPerPass) row_times_tokens<kTokensPerPass>(row, x + t, n, o + t);
+    switch (tokens - t) {
+      case 3: row_times_tokens<3>(row, x + t, n, o + t); break;
+      case 2: row_times_tokens<2>(row, x + t, n, o + t); break;
+      case 1: row_times_tokens<1>(row, x + t, n, o + t); break;
+      default: break;
     }
   }
 }
