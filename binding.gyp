@@ -4,7 +4,9 @@
 {
   "variables": {
     # true for the prebuilds (scripts/prebuild.js sets MOE_CPU_PORTABLE=1): libstdc++ linked in
-    # and hidden, so the binary needs no newer libstdc++ than the system's.
+    # and every symbol but the Node-API entry points local (cpp/addon/exports.map), so the binary
+    # needs no particular libstdc++ on the system and cannot bind to the process's copy; unused
+    # sections dropped, which keeps the parts of libstdc++ that need glibc > 2.34 out.
     "moe_portable%": "<!(node -p \"process.env.MOE_CPU_PORTABLE === '1'\")"
   },
   "target_defaults": {
@@ -19,7 +21,13 @@
     },
     "msvs_settings": {
       "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17"] }
-    }
+    },
+    "conditions": [
+      ["OS == 'linux' and moe_portable == 'true'", {
+        "cflags": ["-fvisibility=hidden"],
+        "ldflags": ["-static-libstdc++", "-Wl,--version-script=<(module_root_dir)/cpp/addon/exports.map", "-Wl,--gc-sections"]
+      }]
+    ]
   },
   "targets": [
     {
@@ -32,8 +40,7 @@
       "conditions": [
         ["target_arch == 'x64'", { "dependencies": ["moe_isa_avx2", "moe_isa_avx512", "moe_isa_avx2_elementwise", "moe_isa_avx512_elementwise"] }],
         ["target_arch == 'arm64' and OS != 'win'", { "dependencies": ["moe_isa_neon", "moe_isa_neon_bf16", "moe_isa_neon_elementwise"] }],
-        ["target_arch == 'arm64' and OS == 'linux'", { "dependencies": ["moe_isa_sve", "moe_isa_sve_bf16"] }],
-        ["OS == 'linux' and moe_portable == 'true'", { "ldflags": ["-static-libstdc++", "-Wl,--exclude-libs,ALL"] }]
+        ["target_arch == 'arm64' and OS == 'linux'", { "dependencies": ["moe_isa_sve", "moe_isa_sve_bf16"] }]
       ]
     }
   ],

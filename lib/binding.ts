@@ -1,4 +1,5 @@
 // Loads the native addon: a prebuild for this platform if one ships, else a local build.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type { RoutingArg } from './routing';
@@ -34,7 +35,17 @@ export interface NativeLayer {
   dispose(): void;
 }
 
-const SHIPPED_PLATFORMS = ['linux-x64 (glibc)'];
+// The prebuilt binaries in this package, e.g. "linux-arm64 (glibc)", from the files
+// prebuilds/<platform>-<arch>/moe-cpu[.<libc>].node themselves.
+function shippedPlatforms(root: string): string[] {
+  const dir = path.join(root, 'prebuilds');
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).sort().flatMap((platform) =>
+    fs.readdirSync(path.join(dir, platform)).filter((f) => f.endsWith('.node')).map((f) => {
+      const libc = /\.(glibc|musl)\.node$/.exec(f);
+      return libc ? `${platform} (${libc[1]})` : platform;
+    }));
+}
 
 function load(): NativeBinding {
   const root = path.join(__dirname, '..');
@@ -44,11 +55,13 @@ function load(): NativeBinding {
   } catch (err) {
     const e = err as Error;
     if (!/No native build was found/.test(e.message)) throw err;
+    const shipped = shippedPlatforms(root);
     throw new Error(
       `moe-cpu: no prebuilt binary for ${process.platform}-${process.arch} ` +
-        `(Node-API 8; shipped: ${SHIPPED_PLATFORMS.join(', ')}). ` +
+        `(Node-API 8; prebuilt: ${shipped.length ? shipped.join(', ') : 'none'}). ` +
         'Build from source with a C++17 compiler, Python 3 and make: ' +
-        '`npm rebuild moe-cpu` (or `npx node-gyp rebuild` inside the package folder).',
+        '`npm rebuild moe-cpu` (or `npx node-gyp rebuild` inside the package folder); ' +
+        'see "Supported platforms" in the README.',
       { cause: err },
     );
   }

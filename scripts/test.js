@@ -2,6 +2,9 @@
 // Runs every test suite and ends with one line totalling them: `N passed, N failed`.
 //   vitest (the public API against the TypeScript reference) and the C++ kernel tests
 //   (build/moe_kernel_tests), once per kernel set this CPU can run, forced with MOE_CPU_ISA.
+//   Then the platform suites: the prebuilds and the Arm kernels under qemu
+//   (scripts/test-platforms.js). `local`, `js`, `kernels` and `platforms` run one group only;
+//   the default is all of them.
 // Exit code is non-zero if any suite failed or ran no test.
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -67,12 +70,46 @@ function kernelSets() {
   return r.stdout.trim().split(' ');
 }
 
-const only = process.argv[2];
+const only = process.argv[2] ?? 'all';
+if (!['local', 'all', 'js', 'kernels', 'platforms'].includes(only)) {
+  console.error(`unknown suite group "${only}": expected js, kernels, platforms or all`);
+  process.exit(2);
+}
 const sets = kernelSets();
 for (const isa of sets) {
   const env = { MOE_CPU_ISA: isa };
-  if (!only || only === 'js') vitest(`vitest (MOE_CPU_ISA=${isa})`, env);
-  if (!only || only === 'kernels') kernelTests(`C++ kernel tests (MOE_CPU_ISA=${isa})`, env);
+  if (['local', 'all', 'js'].includes(only)) vitest(`vitest (MOE_CPU_ISA=${isa})`, env);
+  if (['local', 'all', 'kernels'].includes(only)) kernelTests(`C++ kernel tests (MOE_CPU_ISA=${isa})`, env);
+}
+// The platform suites need the cross compiler, qemu and both prebuilds (.ci/run installs the
+// tools and runs `npm run prebuild`). Without them a developer's `npm test` says so and skips
+// them; under CI a missing piece is a failure, never a silent skip.
+function platformToolsMissing() {
+  const missing = ['aarch64-linux-gnu-g++', 'qemu-aarch64', 'qemu-x86_64'].filter(
+    (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
+  for (const arch of ['x64', 'arm64']) {
+    if (!fs.existsSync(path.join(root, 'prebuilds', `linux-${arch}`, 'moe-cpu.glibc.node'))) {
+      missing.push(`prebuilds/linux-${arch} (npm run prebuild)`);
+    }
+  }
+  return missing;
+}
+
+const missingTools = ['all', 'platforms'].includes(only) ? platformToolsMissing() : [];
+if (missingTools.length > 0 && (only === 'platforms' || process.env.CI)) {
+  console.log(`\nplatform suites cannot run, missing: ${missingTools.join(', ')}`);
+  broken = true;
+} else if (missingTools.length > 0) {
+  console.log(`\nplatform suites skipped, missing: ${missingTools.join(', ')}` +
+    ' (apt-get install g++-aarch64-linux-gnu qemu-user; npm run prebuild; or run .ci/run)');
+} else if (['all', 'platforms'].includes(only)) {
+  require('./test-platforms.js')({
+    tally(p, f, ok) {
+      passed += p;
+      failed += f;
+      if (!ok) broken = true;
+    },
+  });
 }
 console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(failed > 0 || broken ? 1 : 0);

@@ -10,6 +10,10 @@ namespace isa {
 
 namespace {
 
+// Fully unrolled tile loops (constant indices only) let GCC keep the accumulator arrays in
+// registers; without it GCC 12 keeps them on the stack.
+#define MOE_UNROLL _Pragma("GCC unroll 8")
+
 // f32 lanes of a q register.
 constexpr size_t kStep = 4;
 
@@ -38,22 +42,31 @@ struct FmaTile {
   static void run(const W* panel, const float* const* x, size_t n, float* out, size_t tokens,
                   size_t rows) {
     float32x4_t acc[kPanelRows][T];
+    MOE_UNROLL
     for (size_t r = 0; r < kPanelRows; ++r)
+      MOE_UNROLL
       for (size_t t = 0; t < T; ++t) acc[r][t] = vdupq_n_f32(0.0f);
     for (size_t k = 0; k < n; k += kPanelDepth) {
       const W* chunk = panel + k * kPanelRows;
       const size_t end = n - k < kPanelDepth ? n - k : kPanelDepth;
       for (size_t j = 0; j < end; j += kStep) {
         float32x4_t wv[kPanelRows];
+        MOE_UNROLL
         for (size_t r = 0; r < kPanelRows; ++r) wv[r] = load_w(chunk + r * kPanelDepth + j);
+        MOE_UNROLL
         for (size_t t = 0; t < T; ++t) {
           const float32x4_t xv = load_x(x[t] + k + j, end - j);
+          MOE_UNROLL
           for (size_t r = 0; r < kPanelRows; ++r) acc[r][t] = vfmaq_f32(acc[r][t], wv[r], xv);
         }
       }
     }
-    for (size_t r = 0; r < rows; ++r)
+    MOE_UNROLL
+    for (size_t r = 0; r < kPanelRows; ++r) {
+      if (r >= rows) break;
+      MOE_UNROLL
       for (size_t t = 0; t < T; ++t) out[r * tokens + t] = vaddvq_f32(acc[r][t]);
+    }
   }
 };
 

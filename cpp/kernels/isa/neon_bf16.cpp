@@ -10,6 +10,10 @@ namespace isa {
 
 namespace {
 
+// Fully unrolled tile loops (constant indices only) let GCC keep the accumulator arrays in
+// registers; without it GCC 12 keeps them on the stack.
+#define MOE_UNROLL _Pragma("GCC unroll 8")
+
 // bf16 lanes of a q register: 4 pairs, one per f32 accumulator lane.
 constexpr size_t kStep = 8;
 
@@ -32,22 +36,31 @@ struct BfdotTile {
   static void run(const uint16_t* panel, const uint16_t* const* x, size_t n, float* out,
                   size_t tokens, size_t rows) {
     float32x4_t acc[kPanelRows][T];
+    MOE_UNROLL
     for (size_t r = 0; r < kPanelRows; ++r)
+      MOE_UNROLL
       for (size_t t = 0; t < T; ++t) acc[r][t] = vdupq_n_f32(0.0f);
     for (size_t k = 0; k < n; k += kPanelDepth) {
       const uint16_t* chunk = panel + k * kPanelRows;
       const size_t end = n - k < kPanelDepth ? n - k : kPanelDepth;
       for (size_t j = 0; j < end; j += kStep) {
         bfloat16x8_t wv[kPanelRows];
+        MOE_UNROLL
         for (size_t r = 0; r < kPanelRows; ++r) wv[r] = load_bf16(chunk + r * kPanelDepth + j);
+        MOE_UNROLL
         for (size_t t = 0; t < T; ++t) {
           const bfloat16x8_t xv = load_x(x[t] + k + j, end - j);
+          MOE_UNROLL
           for (size_t r = 0; r < kPanelRows; ++r) acc[r][t] = vbfdotq_f32(acc[r][t], wv[r], xv);
         }
       }
     }
-    for (size_t r = 0; r < rows; ++r)
+    MOE_UNROLL
+    for (size_t r = 0; r < kPanelRows; ++r) {
+      if (r >= rows) break;
+      MOE_UNROLL
       for (size_t t = 0; t < T; ++t) out[r * tokens + t] = vaddvq_f32(acc[r][t]);
+    }
   }
 };
 
