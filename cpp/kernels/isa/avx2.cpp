@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "kernel_table.h"
+#include "panel_walk.h"
 
 namespace moe {
 namespace isa {
@@ -14,10 +15,9 @@ namespace {
 // (without it GCC 12 spills them to the stack on every step).
 #define MOE_UNROLL _Pragma("GCC unroll 8")
 
-// Tile of kRows weight rows (one panel) x kTokens token rows: 4 x 3 = 12 accumulators, the 3
-// token vectors and one weight vector: all 16 ymm registers.
-constexpr size_t kRows = kPanelRows;
-constexpr size_t kTokens = 3;
+// Tile of one panel (kPanelRows = 4 weight rows) x kTileTokens token rows: 12 accumulators,
+// the 3 token vectors and one weight vector: all 16 ymm registers.
+constexpr size_t kTileTokens = 3;
 constexpr size_t kStep = 8;
 
 inline __m256 load_w(const float* p) { return _mm256_loadu_ps(p); }
@@ -33,16 +33,6 @@ inline __m256 load_x_part(const float* p, size_t left) {
   return _mm256_maskload_ps(p, mask);
 }
 
-// With several token tiles per panel (prefill), the first tile would stall on memory for the
-// whole panel: instead each tile brings in its share of the next panel, into L2.
-inline void prefetch_share(const void* next_panel, size_t bytes, size_t share, size_t shares) {
-  const size_t lines = bytes / 64;
-  const char* p = static_cast<const char*>(next_panel);
-  for (size_t l = lines * share / shares; l < lines * (share + 1) / shares; ++l) {
-    _mm_prefetch(p + l * 64, _MM_HINT_T1);
-  }
-}
-
 // Fixed-order horizontal sum of 8 lanes.
 inline float reduce(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -50,10 +40,12 @@ inline float reduce(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
 }
 
-// R rows of one panel x T tokens. A chunk of kPanelDepth is walked in kStep sub-steps; the
-// zero-padded weights make lanes past n contribute nothing once x is masked there.
-template <size_t R, size_t T, typename W>
-void tile(const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
+// The rows of one panel x T tokens (the first `rows` stored). A chunk of kPanelDepth is
+// walked in kStep sub-steps; the zero-padded weights make lanes past n contribute nothing
+// once x is masked there.
+template <size_t T, typename W>
+void tile(const W* panel, const float* const* x, size_t n, float* out, size_t tokens, size_t rows) {
+  constexpr size_t R = kPanelRows;
   __m256 acc[R][T];
   MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
@@ -79,41 +71,25 @@ void tile(const W* panel, const float* const* x, size_t n, float* out, size_t to
   MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
     MOE_UNROLL
-    for (size_t t = 0; t < T; ++t) out[r * tokens + t] = reduce(acc[r][t]);
+    for (size_t t = 0; t < T; ++t) {
+      if (r < rows) out[r * tokens + t] = reduce(acc[r][t]);
+    }
 }
 
-template <size_t R, typename W>
-void tile_tokens(size_t tn, const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
-  switch (tn) {
-    case 1: return tile<R, 1>(panel, x, n, out, tokens);
-    case 2: return tile<R, 2>(panel, x, n, out, tokens);
-    default: return tile<R, kTokens>(panel, x, n, out, tokens);
+// Tile for walk_panels (panel_walk.h).
+template <typename W>
+struct FmaTile {
+  static constexpr size_t kTokens = kTileTokens;
+  template <size_t T>
+  static void run(const W* panel, const float* const* x, size_t n, float* out, size_t tokens, size_t rows) {
+    tile<T>(panel, x, n, out, tokens, rows);
   }
-}
+};
 
 template <typename W>
 void dot_panels(const W* panels, size_t padded_depth, size_t rows, const float* const* x, size_t tokens,
                 size_t n, float* out) {
-  const size_t panel_elements = kPanelRows * padded_depth;
-  for (size_t r0 = 0; r0 < rows; r0 += kRows) {
-    const W* panel = panels + (r0 / kPanelRows) * panel_elements;
-    const size_t rn = rows - r0 < kRows ? rows - r0 : kRows;
-    // Tiles as even as possible (32 tokens: 6+6+5+5+5+5, not 6+6+6+6+6+2): a narrow last
-    // tile would run its weight loads for few FMAs.
-    const size_t tiles = (tokens + kTokens - 1) / kTokens;
-    for (size_t tile = 0, t0 = 0; tile < tiles; ++tile) {
-      const size_t tn = tokens / tiles + (tile < tokens % tiles ? 1 : 0);
-      if (tiles > 1) prefetch_share(panel + panel_elements, panel_elements * sizeof(W), tile, tiles);
-      float* o = out + r0 * tokens + t0;
-      switch (rn) {
-        case 1: tile_tokens<1>(tn, panel, x + t0, n, o, tokens); break;
-        case 2: tile_tokens<2>(tn, panel, x + t0, n, o, tokens); break;
-        case 3: tile_tokens<3>(tn, panel, x + t0, n, o, tokens); break;
-        default: tile_tokens<kRows>(tn, panel, x + t0, n, o, tokens); break;
-      }
-      t0 += tn;
-    }
-  }
+  walk_panels<FmaTile<W>>(panels, padded_depth, rows, x, tokens, n, out);
 }
 
 }  // namespace

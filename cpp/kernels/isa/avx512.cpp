@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "kernel_table.h"
+#include "panel_walk.h"
 
 namespace moe {
 namespace isa {
@@ -18,11 +19,10 @@ namespace {
 // (without it GCC 12 spills them to the stack on every step).
 #define MOE_UNROLL _Pragma("GCC unroll 8")
 
-// Tile of kRows weight rows (one panel) x kTokens token rows: 4 x 6 = 24 accumulators of the
+// Tile of one panel (kPanelRows = 4 weight rows) x kTileTokens token rows: 24 accumulators of the
 // 32 zmm registers, leaving room for the weight vectors and the token vector in flight. Each
 // weight load feeds 6 FMAs and each token load 4, so L1 bandwidth keeps up with the FMA units.
-constexpr size_t kRows = kPanelRows;
-constexpr size_t kTokens = 6;
+constexpr size_t kTileTokens = 6;
 
 // Lanes of a 32-element chunk that lie below n, for the activation loads (weights are
 // zero-padded in the panels and need no mask).
@@ -42,16 +42,6 @@ inline void prefetch_ahead(const void* chunk, size_t bytes) {
   for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
 }
 
-// With several token tiles per panel (prefill), the first tile would stall on memory for the
-// whole panel: instead each tile brings in its share of the next panel, into L2.
-inline void prefetch_share(const void* next_panel, size_t bytes, size_t share, size_t shares) {
-  const size_t lines = bytes / 64;
-  const char* p = static_cast<const char*>(next_panel);
-  for (size_t l = lines * share / shares; l < lines * (share + 1) / shares; ++l) {
-    _mm_prefetch(p + l * 64, _MM_HINT_T1);
-  }
-}
-
 // Fixed-order horizontal sum (GCC 12's _mm512_reduce_add_ps trips -Wmaybe-uninitialized).
 inline float hsum(__m512 v) {
   const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
@@ -67,10 +57,11 @@ inline __m512 load_half(const uint16_t* w, size_t half) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// R rows of one panel x T tokens, f32 FMAs (bf16 weights widened in registers). Each chunk
+// The rows of one panel x T tokens (the first `rows` stored), f32 FMAs (bf16 weights widened in registers). Each chunk
 // is done in two halves so only R weight vectors are live next to the R x T accumulators.
-template <size_t R, size_t T, typename W>
-void tile_fma(const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
+template <size_t T, typename W>
+void tile_fma(const W* panel, const float* const* x, size_t n, float* out, size_t tokens, size_t rows) {
+  constexpr size_t R = kPanelRows;
   __m512 acc[R][T];
   MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
@@ -97,13 +88,17 @@ void tile_fma(const W* panel, const float* const* x, size_t n, float* out, size_
   MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
     MOE_UNROLL
-    for (size_t t = 0; t < T; ++t) out[r * tokens + t] = hsum(acc[r][t]);
+    for (size_t t = 0; t < T; ++t) {
+      if (r < rows) out[r * tokens + t] = hsum(acc[r][t]);
+    }
 }
 
-// R rows of one panel x T tokens, vdpbf16ps: 32 bf16 products per instruction, pairs
+// The rows of one panel x T tokens (the first `rows` stored), vdpbf16ps: 32 bf16 products per instruction, pairs
 // (i, i+1) summed into f32 lanes.
-template <size_t R, size_t T>
-void tile_bf16_dot(const uint16_t* panel, const uint16_t* const* x, size_t n, float* out, size_t tokens) {
+template <size_t T>
+void tile_bf16_dot(const uint16_t* panel, const uint16_t* const* x, size_t n, float* out, size_t tokens,
+                   size_t rows) {
+  constexpr size_t R = kPanelRows;
   __m512 acc[R][T];
   MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
@@ -126,75 +121,42 @@ void tile_bf16_dot(const uint16_t* panel, const uint16_t* const* x, size_t n, fl
   MOE_UNROLL
   for (size_t r = 0; r < R; ++r)
     MOE_UNROLL
-    for (size_t t = 0; t < T; ++t) out[r * tokens + t] = hsum(acc[r][t]);
+    for (size_t t = 0; t < T; ++t) {
+      if (r < rows) out[r * tokens + t] = hsum(acc[r][t]);
+    }
 }
 
+// Tiles for walk_panels (panel_walk.h): all kPanelRows rows of a panel x T tokens.
 template <typename W>
 struct FmaTile {
-  template <size_t R, size_t T>
-  static void run(const W* panel, const float* const* x, size_t n, float* out, size_t tokens) {
-    tile_fma<R, T>(panel, x, n, out, tokens);
+  static constexpr size_t kTokens = kTileTokens;
+  template <size_t T>
+  static void run(const W* panel, const float* const* x, size_t n, float* out, size_t tokens, size_t rows) {
+    tile_fma<T>(panel, x, n, out, tokens, rows);
   }
 };
 struct Bf16DotTile {
-  template <size_t R, size_t T>
-  static void run(const uint16_t* panel, const uint16_t* const* x, size_t n, float* out, size_t tokens) {
-    tile_bf16_dot<R, T>(panel, x, n, out, tokens);
+  static constexpr size_t kTokens = kTileTokens;
+  template <size_t T>
+  static void run(const uint16_t* panel, const uint16_t* const* x, size_t n, float* out, size_t tokens,
+                  size_t rows) {
+    tile_bf16_dot<T>(panel, x, n, out, tokens, rows);
   }
 };
 
-// Runtime tile width (tokens) to the template instantiation.
-template <typename Tile, size_t R, typename W, typename X>
-void tile_tokens(size_t tn, const W* panel, const X* const* x, size_t n, float* out, size_t tokens) {
-  switch (tn) {
-    case 1: return Tile::template run<R, 1>(panel, x, n, out, tokens);
-    case 2: return Tile::template run<R, 2>(panel, x, n, out, tokens);
-    case 3: return Tile::template run<R, 3>(panel, x, n, out, tokens);
-    case 4: return Tile::template run<R, 4>(panel, x, n, out, tokens);
-    case 5: return Tile::template run<R, 5>(panel, x, n, out, tokens);
-    default: return Tile::template run<R, kTokens>(panel, x, n, out, tokens);
-  }
-}
-
-// Walks panels x token tiles; the last panel may hold fewer than kRows live rows.
-template <typename Tile, typename W, typename X>
-void dot_panels(const W* panels, size_t padded_depth, size_t rows, const X* const* x, size_t tokens,
-                size_t n, float* out) {
-  const size_t panel_elements = kPanelRows * padded_depth;
-  for (size_t r0 = 0; r0 < rows; r0 += kRows) {
-    const W* panel = panels + (r0 / kPanelRows) * panel_elements;
-    const size_t rn = rows - r0 < kRows ? rows - r0 : kRows;
-    // Tiles as even as possible (32 tokens: 6+6+5+5+5+5, not 6+6+6+6+6+2): a narrow last
-    // tile would run its weight loads for few FMAs.
-    const size_t tiles = (tokens + kTokens - 1) / kTokens;
-    for (size_t tile = 0, t0 = 0; tile < tiles; ++tile) {
-      const size_t tn = tokens / tiles + (tile < tokens % tiles ? 1 : 0);
-      if (tiles > 1) prefetch_share(panel + panel_elements, panel_elements * sizeof(W), tile, tiles);
-      float* o = out + r0 * tokens + t0;
-      switch (rn) {
-        case 1: tile_tokens<Tile, 1>(tn, panel, x + t0, n, o, tokens); break;
-        case 2: tile_tokens<Tile, 2>(tn, panel, x + t0, n, o, tokens); break;
-        case 3: tile_tokens<Tile, 3>(tn, panel, x + t0, n, o, tokens); break;
-        default: tile_tokens<Tile, kRows>(tn, panel, x + t0, n, o, tokens); break;
-      }
-      t0 += tn;
-    }
-  }
-}
-
 void dot_f32_f32(const float* w, size_t padded_depth, size_t rows, const float* const* x, size_t tokens,
                  size_t n, float* out) {
-  dot_panels<FmaTile<float>>(w, padded_depth, rows, x, tokens, n, out);
+  walk_panels<FmaTile<float>>(w, padded_depth, rows, x, tokens, n, out);
 }
 
 void dot_bf16_f32(const uint16_t* w, size_t padded_depth, size_t rows, const float* const* x,
                   size_t tokens, size_t n, float* out) {
-  dot_panels<FmaTile<uint16_t>>(w, padded_depth, rows, x, tokens, n, out);
+  walk_panels<FmaTile<uint16_t>>(w, padded_depth, rows, x, tokens, n, out);
 }
 
 void dot_bf16_bf16(const uint16_t* w, size_t padded_depth, size_t rows, const uint16_t* const* x,
                    size_t tokens, size_t n, float* out) {
-  dot_panels<Bf16DotTile>(w, padded_depth, rows, x, tokens, n, out);
+  walk_panels<Bf16DotTile>(w, padded_depth, rows, x, tokens, n, out);
 }
 
 }  // namespace
