@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   try {
     std::vector<bench::Limits> limits;
     if (o.cases.count("limits")) {
-      std::printf("\nmachine limits (fastest of 7 passes each)\n");
+      std::printf("\nmachine limits (fastest of 11 passes each)\n");
       limits = bench::measure_limits(o.threads);
       bench::Table table({"threads", "read GB/s", "f32 FMA GFLOP/s", "bf16 dot GFLOP/s"}, 8);
       table.print_header();

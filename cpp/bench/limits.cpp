@@ -4,9 +4,12 @@
 #include "limits.h"
 
 #include <algorithm>
-#include <cstdint>
+#include <atomic>
 #include <cstdlib>
-#include <cstring>
+#include <functional>
+#include <memory>
+#include <new>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -26,14 +29,23 @@ namespace {
 constexpr size_t kReadBufferBytes = size_t{512} << 20;
 constexpr size_t kHugePage = size_t{2} << 20;
 // Floats read per loop iteration by every read kernel (8 accumulators of 16 lanes).
-constexpr size_t kReadChunk = 128;
+constexpr size_t kReadStep = 128;
+// Threads take the buffer 1 MiB at a time from a shared counter, as the library's pool hands
+// out its tasks: a thread slowed by another process leaves its share to the others instead of
+// stretching the pass (a fixed split would measure the slowest thread, not the machine).
+constexpr size_t kReadTaskFloats = (size_t{1} << 20) / sizeof(float);
 // Independent accumulator chains: enough to cover FMA latency x throughput (4 x 2 on Zen 4,
 // 4 x 2 on Intel cores), few enough to stay in registers (16 ymm on AVX2).
 #define BENCH_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 constexpr int kChains = 12;
-// Loop iterations of a peak kernel per pass: ~15 ms of FMAs on a 3-4 GHz core.
+// Loop iterations of a peak kernel per thread and pass (~15 ms of FMAs on a 3-4 GHz core),
+// handed out in tasks of kPeakTaskIterations (~0.5 ms) like the read buffer.
 constexpr size_t kPeakIterations = size_t{1} << 22;
-constexpr int kPasses = 7;
+constexpr size_t kPeakTaskIterations = size_t{1} << 15;
+// Passes per limit. A limit is what the machine can do and other processes can only slow a
+// pass down, so the fastest pass counts (the cases, judged against it, quote medians); more
+// passes give a quiet moment more chances.
+constexpr int kPasses = 11;
 
 volatile float g_sink;  // results go here so no kernel is optimised away
 
@@ -67,7 +79,7 @@ float fma_chains_generic(size_t iters) {
 #if defined(__x86_64__)
 __attribute__((target("avx512f"))) float read_sum_avx512(const float* p, size_t n) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-  for (size_t i = 0; i < n; i += kReadChunk) {
+  for (size_t i = 0; i < n; i += kReadStep) {
     a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
     a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
     a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
@@ -164,10 +176,6 @@ __attribute__((target("avx512f,avx512bf16"))) float bf16_dot_chains_avx512(size_
 }
 #endif
 
-// A limit is what the machine can do: other processes can only slow a pass down, so the
-// fastest pass is the estimate (the cases, judged against it, quote medians).
-double fastest(const std::vector<double>& seconds) { return *std::min_element(seconds.begin(), seconds.end()); }
-
 bool has_feature(const char* name) {
   const auto& f = moe::cpu_info().features;
   return std::find(f.begin(), f.end(), name) != f.end();
@@ -180,9 +188,21 @@ struct PeakKernel {
   double flops_per_iter;
 };
 
+// Fastest of kPasses passes in which `threads` threads run task(i) for i in [0, tasks), each
+// taking the next task from a shared counter (one counter per pass: no reset between passes).
+double fastest_pass(unsigned threads, size_t tasks, const std::function<void(size_t)>& task) {
+  std::vector<std::atomic<size_t>> next(kPasses);
+  for (auto& n : next) n = 0;
+  const auto seconds = run_passes(threads, kPasses, [&](unsigned, int pass) {
+    for (size_t i = next[pass]++; i < tasks; i = next[pass]++) task(i);
+  });
+  return *std::min_element(seconds.begin(), seconds.end());
+}
+
 double peak_gflops(const PeakKernel& k, unsigned threads) {
-  const auto seconds = run_passes(threads, kPasses, [&](unsigned, int) { g_sink = k.run(kPeakIterations); });
-  return threads * k.flops_per_iter * kPeakIterations / fastest(seconds) / 1e9;
+  const size_t tasks = threads * kPeakIterations / kPeakTaskIterations;
+  const double seconds = fastest_pass(threads, tasks, [&](size_t) { g_sink = k.run(kPeakTaskIterations); });
+  return tasks * kPeakTaskIterations * k.flops_per_iter / seconds / 1e9;
 }
 
 }  // namespace
@@ -207,7 +227,9 @@ std::vector<Limits> measure_limits(const std::vector<unsigned>& thread_counts) {
 
   // One buffer for every thread count; written first (pages never written would all map to
   // the kernel's zero page and be read from cache).
-  float* buffer = static_cast<float*>(std::aligned_alloc(kHugePage, kReadBufferBytes));
+  std::unique_ptr<float, void (*)(void*)> owner(static_cast<float*>(std::aligned_alloc(kHugePage, kReadBufferBytes)),
+                                                std::free);
+  float* buffer = owner.get();
   if (!buffer) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   madvise(buffer, kReadBufferBytes, MADV_HUGEPAGE);
@@ -219,19 +241,15 @@ std::vector<Limits> measure_limits(const std::vector<unsigned>& thread_counts) {
   for (unsigned threads : thread_counts) {
     Limits l;
     l.threads = threads;
-    // Each thread streams its own contiguous slice (a multiple of kReadChunk floats).
-    const size_t slice = floats / threads / kReadChunk * kReadChunk;
-    const auto seconds = run_passes(threads, kPasses, [&](unsigned t, int) {
-      g_sink = read(buffer + t * slice, slice);
-    });
-    l.read_gbps = static_cast<double>(slice) * threads * sizeof(float) / fastest(seconds) / 1e9;
+    const size_t tasks = floats / kReadTaskFloats;
+    const double seconds = fastest_pass(threads, tasks, [&](size_t i) { g_sink = read(buffer + i * kReadTaskFloats, kReadTaskFloats); });
+    l.read_gbps = static_cast<double>(tasks * kReadTaskFloats * sizeof(float)) / seconds / 1e9;
     l.read_isa = read_isa;
     l.fma_gflops = peak_gflops(fma, threads);
     l.fma_isa = fma.isa;
     if (bf16.run) l.bf16_dot_gflops = peak_gflops(bf16, threads);
     out.push_back(l);
   }
-  std::free(buffer);
   return out;
 }
 

@@ -30,7 +30,7 @@ std::string json_value(const Record::Value& v) {
   if (const double* d = std::get_if<double>(&v)) {
     if (!std::isfinite(*d)) return "null";
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.6g", *d);
+    std::snprintf(buf, sizeof buf, "%.10g", *d);
     return buf;
   }
   if (const long long* n = std::get_if<long long>(&v)) return std::to_string(*n);
