@@ -135,28 +135,6 @@ inline void store(unsigned char* p, __m256i v) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
 }
 
-// One pair at a time, for the ends the vector loops leave.
-template <size_t W>
-void split_words(const unsigned char* in, unsigned char* even, unsigned char* odd, size_t from,
-                 size_t to) {
-  for (size_t j = from; j < to; ++j) {
-    unsigned char pair[2 * W];
-    std::memcpy(pair, in + 2 * j * W, 2 * W);
-    std::memcpy(even + j * W, pair, W);
-    std::memcpy(odd + j * W, pair + W, W);
-  }
-}
-template <size_t W>
-void zip_words(const unsigned char* even, const unsigned char* odd, unsigned char* out, size_t from,
-               size_t to) {
-  for (size_t j = from; j < to; ++j) {
-    unsigned char pair[2 * W];
-    std::memcpy(pair, even + j * W, W);
-    std::memcpy(pair + W, odd + j * W, W);
-    std::memcpy(out + 2 * j * W, pair, 2 * W);
-  }
-}
-
 // The three word sizes differ only in how two vectors of pairs become a vector of evens and
 // one of odds (split) and back (zip).
 struct Words16 {

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "elementwise_table.h"
 
@@ -252,6 +253,30 @@ void gated_pairs_bf16(const ActivationParams& params, const uint16_t* pairs, uin
       S::store_bf16(out + j, op(g, u), n - j);
     }
   });
+}
+
+// ---- W13 even/odd split: the scalar ends of every ISA's vector loops ----------------------
+
+// One pair (W-byte words) at a time, for the ends the vector loops leave.
+template <size_t W>
+void split_words(const unsigned char* in, unsigned char* even, unsigned char* odd, size_t from,
+                 size_t to) {
+  for (size_t j = from; j < to; ++j) {
+    unsigned char pair[2 * W];
+    std::memcpy(pair, in + 2 * j * W, 2 * W);
+    std::memcpy(even + j * W, pair, W);
+    std::memcpy(odd + j * W, pair + W, W);
+  }
+}
+template <size_t W>
+void zip_words(const unsigned char* even, const unsigned char* odd, unsigned char* out, size_t from,
+               size_t to) {
+  for (size_t j = from; j < to; ++j) {
+    unsigned char pair[2 * W];
+    std::memcpy(pair, even + j * W, W);
+    std::memcpy(pair + W, odd + j * W, W);
+    std::memcpy(out + 2 * j * W, pair, 2 * W);
+  }
 }
 
 }  // namespace

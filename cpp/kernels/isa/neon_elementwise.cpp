@@ -111,28 +111,6 @@ struct Neon {
 
 // ---- W13 even/odd split ---------------------------------------------------------------------
 
-// One pair at a time, for the ends the vector loops leave.
-template <size_t W>
-void split_words(const unsigned char* in, unsigned char* even, unsigned char* odd, size_t from,
-                 size_t to) {
-  for (size_t j = from; j < to; ++j) {
-    unsigned char pair[2 * W];
-    std::memcpy(pair, in + 2 * j * W, 2 * W);
-    std::memcpy(even + j * W, pair, W);
-    std::memcpy(odd + j * W, pair + W, W);
-  }
-}
-template <size_t W>
-void zip_words(const unsigned char* even, const unsigned char* odd, unsigned char* out, size_t from,
-               size_t to) {
-  for (size_t j = from; j < to; ++j) {
-    unsigned char pair[2 * W];
-    std::memcpy(pair, even + j * W, W);
-    std::memcpy(pair + W, odd + j * W, W);
-    std::memcpy(out + 2 * j * W, pair, 2 * W);
-  }
-}
-
 // LD2 de-interleaves 2 q registers of W-byte words into evens and odds; ST2 interleaves back.
 struct Words16 {
   static constexpr size_t kSize = 2;
