@@ -38,8 +38,8 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "conditions": [
-        ["target_arch == 'x64'", { "dependencies": ["moe_isa_avx2", "moe_isa_avx512", "moe_isa_avx2_elementwise", "moe_isa_avx512_elementwise"] }],
-        ["target_arch == 'arm64' and OS != 'win'", { "dependencies": ["moe_isa_neon", "moe_isa_neon_bf16", "moe_isa_neon_elementwise"] }],
+        ["target_arch == 'x64'", { "dependencies": ["moe_isa_avx2", "moe_isa_avx512"] }],
+        ["target_arch == 'arm64' and OS != 'win'", { "dependencies": ["moe_isa_neon", "moe_isa_neon_bf16"] }],
         ["target_arch == 'arm64' and OS == 'linux'", { "dependencies": ["moe_isa_sve", "moe_isa_sve_bf16"] }]
       ]
     }
@@ -50,30 +50,16 @@
         {
           "target_name": "moe_isa_avx2",
           "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.x64.avx2.source\")"],
+          "sources": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx2.sources.join(' ')\")"],
           "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx2.flags.join(' ')\")"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx2.flags.join(' ')\")"] }
         },
         {
           "target_name": "moe_isa_avx512",
           "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.x64.avx512.source\")"],
+          "sources": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512.sources.join(' ')\")"],
           "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512.flags.join(' ')\")"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512.flags.join(' ')\")"] }
-        },
-        {
-          "target_name": "moe_isa_avx2_elementwise",
-          "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.x64.avx2_elementwise.source\")"],
-          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx2_elementwise.flags.join(' ')\")"],
-          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx2_elementwise.flags.join(' ')\")"] }
-        },
-        {
-          "target_name": "moe_isa_avx512_elementwise",
-          "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.x64.avx512_elementwise.source\")"],
-          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512_elementwise.flags.join(' ')\")"],
-          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512_elementwise.flags.join(' ')\")"] }
         }
       ]
     }],
@@ -82,23 +68,16 @@
         {
           "target_name": "moe_isa_neon",
           "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.neon.source\")"],
+          "sources": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon.sources.join(' ')\")"],
           "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon.flags.join(' ')\")"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon.flags.join(' ')\")"] }
         },
         {
           "target_name": "moe_isa_neon_bf16",
           "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.neon_bf16.source\")"],
+          "sources": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_bf16.sources.join(' ')\")"],
           "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_bf16.flags.join(' ')\")"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_bf16.flags.join(' ')\")"] }
-        },
-        {
-          "target_name": "moe_isa_neon_elementwise",
-          "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.neon_elementwise.source\")"],
-          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_elementwise.flags.join(' ')\")"],
-          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.neon_elementwise.flags.join(' ')\")"] }
         }
       ]
     }],
@@ -107,13 +86,13 @@
         {
           "target_name": "moe_isa_sve",
           "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.sve.source\")"],
+          "sources": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.sve.sources.join(' ')\")"],
           "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.sve.flags.join(' ')\")"]
         },
         {
           "target_name": "moe_isa_sve_bf16",
           "type": "static_library",
-          "sources": ["<!(node -p \"require('./cpp/sources.json').isa.arm64.sve_bf16.source\")"],
+          "sources": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.sve_bf16.sources.join(' ')\")"],
           "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.arm64.sve_bf16.flags.join(' ')\")"]
         }
       ]

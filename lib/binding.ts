@@ -22,12 +22,34 @@ export interface NativeBinding {
   routerLogitsAsync: (...args: Parameters<RouterLogits>) => Promise<Float32Array>;
   /** MXFP4 blocks [n, 16] + e8m0 scales [n] -> 32·n values (f32, or bf16 bit patterns). */
   decodeMxfp4(blocks: Uint8Array, scales: Uint8Array, out: Float32Array | Uint16Array): void;
-  NativeLayer: new (config: object, w13: Float32Array | Uint16Array, w2: Float32Array | Uint16Array,
-    w13Bias: Float32Array | Uint16Array | null, w2Bias: Float32Array | Uint16Array | null) => NativeLayer;
+  /** f32 rows [rows, depth] -> blocks and scales as checkpoints store them (mxfp4: u8 codes and e8m0 scales; int8: i8 codes and f16 scales). */
+  quantize(format: 'mxfp4' | 'int8', values: Float32Array, rows: number, depth: number,
+    codes: Uint8Array | Int8Array, scales: Uint8Array | Uint16Array): void;
+  /** The exact decode of a tensor in any format to f32. */
+  dequantize(format: string, codes: TensorData, scales: Uint8Array | Uint16Array | null, rows: number, depth: number,
+    out: Float32Array): void;
+  NativeLayer: new (config: object, w13: NativeTensor, w2: NativeTensor, w13Bias: NativeTensor | null,
+    w2Bias: NativeTensor | null) => NativeLayer;
+}
+
+export type TensorData = Float32Array | Uint16Array | Uint8Array | Int8Array;
+/** A weight tensor as the addon takes it: values or codes in `format`, with scales for mxfp4 and int8. */
+export interface NativeTensor {
+  format: string;
+  data: TensorData;
+  scales?: Uint8Array | Uint16Array;
+}
+
+/** The micro-kernels a layer runs (`layer.kernels`). */
+export interface KernelChoice {
+  decode: string;
+  prefill: string;
+  prefillMinTokensPerExpert: number;
 }
 
 export interface NativeLayer {
   readonly bytes: number;
+  readonly kernels: KernelChoice;
   forwardSync<T extends Float32Array | Uint16Array>(hidden: T, tokens: number, ids: Int32Array,
     weights: Float32Array, out: T): T;
   forward<T extends Float32Array | Uint16Array>(hidden: T, tokens: number, ids: Int32Array,

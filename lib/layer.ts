@@ -113,9 +113,10 @@ export class MoeLayer {
     this.#native = new binding.NativeLayer(
       {
         numExperts: E, hiddenSize: H, intermediateSize: I, topK: K, activation,
-        isW13Interleaved: interleaved, transposed, swigluAlpha: alpha, swigluLimit: limit, threads,
+        isW13Interleaved: interleaved, transposed, swigluAlpha: alpha, swigluLimit: limit, threads, weightDtype: dtype,
       },
-      w13, w2, w13Bias, w2Bias,
+      { format: dtype, data: w13 }, { format: dtype, data: w2 },
+      w13Bias && { format: dtype, data: w13Bias }, w2Bias && { format: dtype, data: w2Bias },
     );
     this.numExperts = E;
     this.hiddenSize = H;

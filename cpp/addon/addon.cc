@@ -104,6 +104,19 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < cpu.kernels.size(); ++i) kernels.Set(static_cast<uint32_t>(i), cpu.kernels[i]);
   out.Set("kernels", kernels);
   out.Set("threads", moe::physical_core_count());
+  const std::vector<moe::MicroKernelInfo> list = moe::micro_kernels();
+  Napi::Array ukernels = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    Napi::Object k = Napi::Object::New(env);
+    k.Set("name", list[i].name);
+    k.Set("weights", list[i].weights);
+    k.Set("activations", list[i].activations);
+    k.Set("regime", list[i].regime);
+    k.Set("kernelSet", list[i].kernel_set);
+    k.Set("runnable", list[i].runnable);
+    ukernels.Set(static_cast<uint32_t>(i), k);
+  }
+  out.Set("ukernels", ukernels);
   return out;
 }
 
@@ -235,6 +248,92 @@ Napi::Value ConvertBf16(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A weight format name: 'f32', 'bf16', 'f16', 'mxfp4' or 'int8'.
+moe::WeightFormat format_arg(const Napi::Value& value, const char* name) {
+  const std::string f = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+  for (auto format : {moe::WeightFormat::f32, moe::WeightFormat::bf16, moe::WeightFormat::f16,
+                      moe::WeightFormat::mxfp4, moe::WeightFormat::int8}) {
+    if (f == moe::weight_format_name(format)) return format;
+  }
+  throw_range(value.Env(), std::string(name) + ": expected 'f32', 'bf16', 'f16', 'mxfp4' or 'int8', got '" + f + "'");
+}
+
+// The typed array type that holds a format's values or codes, and its scales.
+napi_typedarray_type data_type(moe::WeightFormat f) {
+  switch (f) {
+    case moe::WeightFormat::f32: return napi_float32_array;
+    case moe::WeightFormat::bf16:
+    case moe::WeightFormat::f16: return napi_uint16_array;
+    case moe::WeightFormat::mxfp4: return napi_uint8_array;
+    case moe::WeightFormat::int8: return napi_int8_array;
+  }
+  return napi_float32_array;
+}
+napi_typedarray_type scale_type(moe::WeightFormat f) {
+  return f == moe::WeightFormat::int8 ? napi_uint16_array : napi_uint8_array;
+}
+
+// A weight tensor of `rows` rows of `depth` values, as the facade passes it:
+// { format, data, scales? } (scales for the quantized formats). Lengths are checked here.
+moe::WeightTensor tensor_arg(const Napi::Value& value, const char* name, size_t rows, size_t depth) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject()) throw_type(env, std::string(name) + ": expected { format, data, scales? }");
+  Napi::Object o = value.As<Napi::Object>();
+  moe::WeightTensor t;
+  t.format = format_arg(o.Get("format"), (std::string(name) + ".format").c_str());
+  const moe::TensorGeometry g = moe::tensor_geometry(t.format, rows, depth);
+  if (!g.valid) throw_range(env, std::string(name) + ": depth " + std::to_string(depth) + " is not a multiple of the " +
+                                     moe::weight_format_name(t.format) + " block of 32 values");
+  Span data = typed_array(o.Get("data"), (std::string(name) + ".data").c_str(), {data_type(t.format)});
+  expect_length(env, data, g.data_elements, (std::string(name) + ".data").c_str());
+  t.data = data.data;
+  if (g.scale_elements) {
+    Span scales = typed_array(o.Get("scales"), (std::string(name) + ".scales").c_str(), {scale_type(t.format)});
+    expect_length(env, scales, g.scale_elements, (std::string(name) + ".scales").c_str());
+    t.scales = scales.data;
+  }
+  return t;
+}
+
+// quantize(format, values: Float32Array, rows, depth, codes, scales): rows of f32 values to
+// blocks and scales in the caller layout (as checkpoints store them).
+Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const moe::WeightFormat f = format_arg(info[0], "format");
+  Span values = typed_array(info[1], "values", {napi_float32_array});
+  const size_t rows = size_arg(info[2], "rows"), depth = size_arg(info[3], "depth");
+  const moe::TensorGeometry g = moe::tensor_geometry(f, rows, depth);
+  if (!g.valid || !g.scale_elements) throw_range(env, "format: expected a quantized format with depth a multiple of 32");
+  Span codes = typed_array(info[4], "codes", {data_type(f)});
+  Span scales = typed_array(info[5], "scales", {scale_type(f)});
+  expect_length(env, values, rows * depth, "values");
+  expect_length(env, codes, g.data_elements, "codes");
+  expect_length(env, scales, g.scale_elements, "scales");
+  guarded(env, [&] { moe::quantize_rows(f, static_cast<const float*>(values.data), rows, depth, codes.data, scales.data); });
+  return env.Undefined();
+}
+
+// dequantize(format, codes, scales, rows, depth, out: Float32Array): the exact decode.
+Napi::Value Dequantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const moe::WeightFormat f = format_arg(info[0], "format");
+  const size_t rows = size_arg(info[3], "rows"), depth = size_arg(info[4], "depth");
+  const moe::TensorGeometry g = moe::tensor_geometry(f, rows, depth);
+  if (!g.valid) throw_range(env, "depth: not a multiple of the format's block");
+  Span codes = typed_array(info[1], "codes", {data_type(f)});
+  expect_length(env, codes, g.data_elements, "codes");
+  const void* scale_data = nullptr;
+  if (g.scale_elements) {
+    Span scales = typed_array(info[2], "scales", {scale_type(f)});
+    expect_length(env, scales, g.scale_elements, "scales");
+    scale_data = scales.data;
+  }
+  Span out = typed_array(info[5], "out", {napi_float32_array});
+  expect_length(env, out, rows * depth, "out");
+  guarded(env, [&] { moe::dequantize_rows(f, codes.data, scale_data, rows, depth, static_cast<float*>(out.data)); });
+  return env.Undefined();
+}
+
 // ------------------------------------------------------------------------------------------
 // Promise-returning work on a libuv worker thread.
 //
@@ -328,7 +427,8 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
                        {InstanceMethod<&NativeLayer::ForwardSync>("forwardSync"),
                         InstanceMethod<&NativeLayer::Forward>("forward"),
                         InstanceMethod<&NativeLayer::Dispose>("dispose"),
-                        InstanceAccessor<&NativeLayer::Bytes>("bytes")});
+                        InstanceAccessor<&NativeLayer::Bytes>("bytes"),
+                        InstanceAccessor<&NativeLayer::Kernels>("kernels")});
   }
 
   // new NativeLayer(config, w13, w2, w13Bias | null, w2Bias | null)
@@ -350,28 +450,14 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     c.transposed = o.Get("transposed").ToBoolean();
     c.threads = static_cast<unsigned>(size_arg(o.Get("threads"), "threads"));
 
+    c.weight_format = format_arg(o.Get("weightDtype"), "weightDtype");
+
     const size_t E = c.num_experts, H = c.hidden_size, I = c.intermediate_size;
-    Span w13 = weight_array(info[1], "w13");
-    Span w2 = weight_array(info[2], "w2");
-    c.weight_dtype = w13.dtype();
-    if (w2.type != w13.type) throw_type(env, "w2: must have the dtype of w13");
-    expect_length(env, w13, E * 2 * I * H, "w13");
-    expect_length(env, w2, E * H * I, "w2");
     moe::MoeWeights w;
-    w.w13 = w13.data;
-    w.w2 = w2.data;
-    if (!info[3].IsUndefined() && !info[3].IsNull()) {
-      Span b = weight_array(info[3], "w13Bias");
-      if (b.type != w13.type) throw_type(env, "w13Bias: must have the dtype of w13");
-      expect_length(env, b, E * 2 * I, "w13Bias");
-      w.w13_bias = b.data;
-    }
-    if (!info[4].IsUndefined() && !info[4].IsNull()) {
-      Span b = weight_array(info[4], "w2Bias");
-      if (b.type != w13.type) throw_type(env, "w2Bias: must have the dtype of w13");
-      expect_length(env, b, E * H, "w2Bias");
-      w.w2_bias = b.data;
-    }
+    w.w13 = tensor_arg(info[1], "w13", E * 2 * I, H);
+    w.w2 = tensor_arg(info[2], "w2", E * H, I);
+    if (!info[3].IsUndefined() && !info[3].IsNull()) w.w13_bias = tensor_arg(info[3], "w13Bias", E * 2 * I, 1);
+    if (!info[4].IsUndefined() && !info[4].IsNull()) w.w2_bias = tensor_arg(info[4], "w2Bias", E * H, 1);
     layer_ = guarded(env, [&] { return std::make_shared<const moe::MoeLayer>(c, w); });
     // Tell V8's GC about the native memory this small JS object holds.
     external_bytes_ = static_cast<int64_t>(layer_->bytes());
@@ -450,6 +536,17 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
 
   Napi::Value Bytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), layer_ ? static_cast<double>(layer_->bytes()) : 0.0);
+  }
+
+  // { decode, prefill, prefillMinTokensPerExpert }: the micro-kernels forward runs.
+  Napi::Value Kernels(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const moe::KernelChoice& k = layer(env).kernels();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("decode", k.decode);
+    out.Set("prefill", k.prefill);
+    out.Set("prefillMinTokensPerExpert", static_cast<double>(k.prefill_min_tokens_per_expert));
+    return out;
   }
 
   std::shared_ptr<const moe::MoeLayer> layer_;
@@ -561,6 +658,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gatedActivation", Napi::Function::New<GatedActivation>(env, "gatedActivation"));
   exports.Set("selectExperts", Napi::Function::New<SelectExperts>(env, "selectExperts"));
   exports.Set("convertBf16", Napi::Function::New<ConvertBf16>(env, "convertBf16"));
+  exports.Set("quantize", Napi::Function::New<Quantize>(env, "quantize"));
+  exports.Set("dequantize", Napi::Function::New<Dequantize>(env, "dequantize"));
   exports.Set("NativeLayer", NativeLayer::Define(env));
   exports.Set("routerLogits", Napi::Function::New<RouterLogits>(env, "routerLogits"));
   exports.Set("routerLogitsAsync", Napi::Function::New<RouterLogitsAsync>(env, "routerLogitsAsync"));

@@ -32,13 +32,16 @@ const Limits& limits_for(const std::vector<Limits>& limits, unsigned threads) {
 struct CallerWeights {
   std::unique_ptr<RepeatingWeights> w13, w2;
   std::vector<char> b13, b2;
+  moe::WeightFormat f = moe::WeightFormat::f32;
   moe::MoeWeights view() const {
-    return {w13->data(), w2->data(), b13.empty() ? nullptr : b13.data(), b2.empty() ? nullptr : b2.data()};
+    return {{f, w13->data(), nullptr}, {f, w2->data(), nullptr}, {f, b13.empty() ? nullptr : b13.data(), nullptr},
+            {f, b2.empty() ? nullptr : b2.data(), nullptr}};
   }
 };
 
 CallerWeights make_weights(const Preset& p, moe::DType dtype) {
   CallerWeights w;
+  w.f = dtype == moe::DType::bf16 ? moe::WeightFormat::bf16 : moe::WeightFormat::f32;
   w.w13 = std::make_unique<RepeatingWeights>(p.E * 2 * p.I * p.H, dtype, 1);
   w.w2 = std::make_unique<RepeatingWeights>(p.E * p.H * p.I, dtype, 2);
   if (p.biases) {

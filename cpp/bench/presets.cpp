@@ -35,7 +35,7 @@ moe::MoeConfig Preset::config(moe::DType dtype, unsigned threads) const {
   c.top_k = K;
   c.activation.kind = activation;
   c.w13_layout = interleaved ? moe::W13Layout::interleaved : moe::W13Layout::halves;
-  c.weight_dtype = dtype;
+  c.weight_format = dtype == moe::DType::bf16 ? moe::WeightFormat::bf16 : moe::WeightFormat::f32;
   c.threads = threads;
   return c;
 }

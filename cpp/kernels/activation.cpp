@@ -1,9 +1,9 @@
 // Gated activations over [tokens, 2I] rows (SPEC.md "Gated activations"), through the
 // elementwise table of the active kernel set. The scalar math and the one-channel
-// gated_activation live in isa/scalar_elementwise.cpp.
+// gated_activation live in ukernel/scalar/elementwise.cpp.
 #include <string>
 
-#include "isa/elementwise_table.h"
+#include "ukernel/elementwise_table.h"
 #include "moe_cpu.h"
 
 namespace moe {

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-#include "isa/elementwise_table.h"
+#include "ukernel/elementwise_table.h"
 #include "moe_cpu.h"
 
 namespace moe {

@@ -13,7 +13,17 @@
 
 namespace moe {
 
+// Activation (hidden, out) dtype.
 enum class DType { f32, bf16 };
+
+// How expert weights are encoded (format/format.h knows each one's blocks and panels):
+//   f32, bf16, f16: one value per element;
+//   mxfp4: OCP MX e2m1, blocks of 32 values along the input axis: 16 bytes of codes (even
+//          element in the low nibble) and one e8m0 scale byte 2^(s - 127) (0xFF: NaN);
+//   int8:  blocks of 32 int8 codes in [-127, 127] along the input axis and one f16 scale d
+//          (value = q * d), as ggml's q8_0.
+enum class WeightFormat { f32, bf16, f16, mxfp4, int8 };
+const char* weight_format_name(WeightFormat format);
 
 // How the 2I rows (or columns, or bias entries) of W13 are ordered.
 //   halves:      gate 0..I-1, then up 0..I-1
@@ -117,17 +127,36 @@ struct MoeConfig {
   ActivationParams activation;
   W13Layout w13_layout = W13Layout::halves;
   bool transposed = false;  // W13 [E, H, 2I] and W2 [E, I, H] instead of [E, 2I, H], [E, H, I]
-  DType weight_dtype = DType::f32;
+  WeightFormat weight_format = WeightFormat::f32;  // what the layer holds
   unsigned threads = 0;  // 0: physical_core_count()
 };
 
-// Caller's weights, in the dtype of MoeConfig::weight_dtype (float* or uint16_t* bf16).
-// Biases are optional (null) and have the weight dtype too.
+// One caller tensor. `data` holds values (f32, bf16, f16) or codes (mxfp4: 16 bytes per block
+// of 32 values; int8: one byte per value), `scales` one scale per block (mxfp4: e8m0 bytes;
+// int8: f16 bits), blocks along the input axis of each output row ([E][rows][depth / 32]).
+struct WeightTensor {
+  WeightFormat format = WeightFormat::f32;
+  const void* data = nullptr;
+  const void* scales = nullptr;
+};
+
+// Caller's weights. A tensor in another format than MoeConfig::weight_format is converted
+// while packing: f32/bf16/f16 values are rounded (bf16, f16) or quantized (mxfp4, int8; the
+// rules are in format/) to it; quantized tensors must not be transposed. Biases are optional
+// (data null) and are f32, bf16 or f16 values; they are held in f32.
 struct MoeWeights {
-  const void* w13 = nullptr;
-  const void* w2 = nullptr;
-  const void* w13_bias = nullptr;  // [E, 2I] in w13_layout
-  const void* w2_bias = nullptr;   // [E, H]
+  WeightTensor w13;
+  WeightTensor w2;
+  WeightTensor w13_bias;  // [E, 2I] in w13_layout
+  WeightTensor w2_bias;   // [E, H]
+};
+
+// The micro-kernels a layer chose (ukernel/ukernel.h): one for decode, one for prefill, and
+// the average tokens per selected expert from which prefill's is used.
+struct KernelChoice {
+  std::string decode;
+  std::string prefill;
+  size_t prefill_min_tokens_per_expert = 0;
 };
 
 class MoeLayer {
@@ -148,6 +177,8 @@ class MoeLayer {
   const MoeConfig& config() const;
   // Bytes held by the packed layer (weights and biases).
   size_t bytes() const;
+  // What forward() runs: the registry's choice for this layer's format on this CPU.
+  const KernelChoice& kernels() const;
 
   struct Packed;
 
@@ -191,5 +222,36 @@ constexpr size_t kMxfp4BlockBytes = 16;
 void decode_mxfp4_f32(const uint8_t* blocks, const uint8_t* scales, size_t num_blocks, float* out);
 void decode_mxfp4_bf16(const uint8_t* blocks, const uint8_t* scales, size_t num_blocks,
                        uint16_t* out);
+
+// Quantization of `rows` rows of `depth` f32 values (depth a multiple of 32) to blocks and
+// scales laid out as a checkpoint stores them ([rows][depth / 32][block]), and the exact
+// decode back to f32. Rules (SPEC of the README, "Weight formats"):
+//   mxfp4: s = floor(log2(max|v|)) - 2 + 127 (all-zero or non-finite-free zero block: 0),
+//          codes = v / 2^(s - 127) rounded to the nearest e2m1 value, ties to even, saturating
+//          at +-6; a block holding NaN gets scale 0xFF.
+//   int8:  d = f16(max|v| / 127), q = round(v / d) ties away from zero, clamped to [-127, 127].
+void quantize_rows(WeightFormat format, const float* values, size_t rows, size_t depth,
+                   void* codes, void* scales);
+void dequantize_rows(WeightFormat format, const void* codes, const void* scales, size_t rows,
+                     size_t depth, float* values);
+uint16_t f32_to_f16(float value);  // round to nearest even; NaN stays NaN
+float f16_to_f32(uint16_t bits);
+
+// Elements of the typed arrays holding `rows` rows of `depth` values in `format`: values or
+// codes (bytes for mxfp4 and int8), and scales (bytes for mxfp4, f16 for int8; 0 for dense
+// formats). `valid` is false when depth is not a multiple of the format's block.
+struct TensorGeometry {
+  bool valid;
+  size_t data_elements;
+  size_t scale_elements;
+};
+TensorGeometry tensor_geometry(WeightFormat format, size_t rows, size_t depth);
+
+// The micro-kernel registry as plain data (ukernel/registry.cpp), best first, scalar last.
+struct MicroKernelInfo {
+  std::string name, weights, activations, regime, kernel_set;
+  bool runnable;  // on this CPU
+};
+std::vector<MicroKernelInfo> micro_kernels();
 
 }  // namespace moe

@@ -35,19 +35,19 @@ struct ThreadPool::State {
   std::condition_variable job_done;
   std::vector<std::thread> workers;
   unsigned long long generation = 0;  // bumped for every job
-  const std::function<void(size_t)>* task = nullptr;
+  const std::function<void(size_t, unsigned)>* task = nullptr;
   size_t count = 0;
   unsigned wanted = 0;  // workers (besides the caller) taking part in the current job
   unsigned busy = 0;    // workers still inside the current job
   std::atomic<size_t> next{0};
   std::exception_ptr error;
 
-  void drain() {
+  void drain(unsigned slot) {
     for (;;) {
       size_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= count) return;
       try {
-        (*task)(i);
+        (*task)(i, slot);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex);
         if (!error) error = std::current_exception();
@@ -65,7 +65,7 @@ struct ThreadPool::State {
         seen = generation;
         if (index >= wanted) continue;  // not part of this job
       }
-      drain();
+      drain(index + 1);
       std::lock_guard<std::mutex> lock(mutex);
       if (--busy == 0) job_done.notify_one();
     }
@@ -82,11 +82,15 @@ ThreadPool& ThreadPool::shared() {
 }
 
 void ThreadPool::run(size_t count, unsigned threads, const std::function<void(size_t)>& task) {
+  run_slots(count, threads, [&task](size_t i, unsigned) { task(i); });
+}
+
+void ThreadPool::run_slots(size_t count, unsigned threads, const std::function<void(size_t, unsigned)>& task) {
   if (count == 0) return;
   unsigned helpers = std::min<unsigned>(std::max(threads, 1u), kMaxThreads) - 1;
   helpers = static_cast<unsigned>(std::min<size_t>(helpers, count - 1));
   if (helpers == 0) {
-    for (size_t i = 0; i < count; ++i) task(i);
+    for (size_t i = 0; i < count; ++i) task(i, 0);
     return;
   }
   State& s = *state_;
@@ -106,7 +110,7 @@ void ThreadPool::run(size_t count, unsigned threads, const std::function<void(si
     ++s.generation;
   }
   s.job_ready.notify_all();
-  s.drain();
+  s.drain(0);
   std::exception_ptr error;
   {
     std::unique_lock<std::mutex> lock(s.mutex);

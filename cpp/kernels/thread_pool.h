@@ -20,6 +20,10 @@ class ThreadPool {
   // once are serialised (each call wants every core anyway). The first exception thrown by a
   // task is rethrown here after all tasks have stopped.
   void run(size_t count, unsigned threads, const std::function<void(size_t)>& task);
+  // The same, telling each task which of the job's threads runs it: a slot in
+  // [0, min(threads, count)), 0 being the calling thread, so a job can give each thread its
+  // own scratch, allocated once per job instead of once per task.
+  void run_slots(size_t count, unsigned threads, const std::function<void(size_t task, unsigned slot)>& task);
 
   struct State;
 

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "isa/elementwise_table.h"
+#include "ukernel/elementwise_table.h"
 #include "moe_cpu.h"
 #include "test_harness.h"
 #include "test_reference.h"

@@ -79,7 +79,10 @@ struct CallerWeights {
     return dtype == moe::DType::f32 ? static_cast<const void*>(f32[i].data())
                                     : static_cast<const void*>(bf16[i].data());
   }
-  moe::MoeWeights weights() const { return {ptr(0), ptr(1), ptr(2), ptr(3)}; }
+  moe::MoeWeights weights() const {
+    const moe::WeightFormat f = dtype == moe::DType::f32 ? moe::WeightFormat::f32 : moe::WeightFormat::bf16;
+    return {{f, ptr(0), nullptr}, {f, ptr(1), nullptr}, {f, ptr(2), nullptr}, {f, ptr(3), nullptr}};
+  }
   // The layer must not keep a reference to these: overwrite them with NaN.
   void poison() {
     for (int i = 0; i < 4; ++i) {
@@ -96,7 +99,7 @@ moe::MoeConfig make_config(const Shape& s, moe::Activation act, moe::W13Layout l
   c.activation.kind = act;
   c.w13_layout = layout;
   c.transposed = transposed;
-  c.weight_dtype = wdtype;
+  c.weight_format = wdtype == moe::DType::f32 ? moe::WeightFormat::f32 : moe::WeightFormat::bf16;
   c.threads = threads;
   return c;
 }
@@ -376,7 +379,7 @@ TEST(moe_forward_bad_routing_throws_and_writes_nothing) {
 
 TEST(moe_bad_config_throws_on_construction) {
   const std::vector<float> buffer(4096, 0.5f);
-  const moe::MoeWeights w{buffer.data(), buffer.data(), nullptr, nullptr};
+  const moe::MoeWeights w{{moe::WeightFormat::f32, buffer.data(), nullptr}, {moe::WeightFormat::f32, buffer.data(), nullptr}, {}, {}};
   struct Bad {
     Shape s;
     const char* why;
@@ -408,6 +411,6 @@ TEST(moe_config_and_bytes) {
     CHECK(got.num_experts == s.E && got.hidden_size == s.H && got.intermediate_size == s.I &&
           got.top_k == s.K && got.activation.kind == moe::Activation::gelu &&
           got.w13_layout == moe::W13Layout::interleaved && got.transposed &&
-          got.weight_dtype == wdtype);
+          got.weight_format == (wdtype == moe::DType::f32 ? moe::WeightFormat::f32 : moe::WeightFormat::bf16));
   }
 }

@@ -1,16 +1,16 @@
 // The per-instruction-set elementwise kernels: vector math, gated activations and the W13
-// even/odd split, as a table of function pointers chosen by dispatch.cpp like KernelTable.
+// even/odd split, as a table of function pointers chosen by cpu.cpp.
 //
-// scalar_elementwise.cpp (the reference, std:: math), avx2_elementwise.cpp and
-// avx512_elementwise.cpp each fill one table; the SIMD files follow the ODR rule of
-// kernel_table.h and share their math through elementwise_math.h. They use nothing of
+// ukernel/scalar/elementwise.cpp (the reference, std:: math), ukernel/avx2/elementwise.cpp and
+// ukernel/avx512/elementwise.cpp each fill one table; the SIMD files follow the ODR rule of
+// ukernel/ukernel.h and share their math through elementwise_math.h. They use nothing of
 // moe_cpu.h but the plain fields of ActivationParams (no inline function of it).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "../moe_cpu.h"
+#include "moe_cpu.h"
 
 namespace moe {
 namespace isa {
@@ -59,11 +59,11 @@ const ElementwiseTable& avx512_elementwise();
 const ElementwiseTable& neon_elementwise();
 #endif
 #if defined(__aarch64__) && defined(__linux__)
-// The NEON functions under the name of the sve kernel set (neon_elementwise.cpp says why).
+// The NEON functions under the name of the sve kernel set (ukernel/neon/elementwise.cpp says why).
 const ElementwiseTable& sve_elementwise();
 #endif
 
-// The table of the kernel set chosen by dispatch.cpp (cpu_info().kernel).
+// The table of the kernel set chosen by cpu.cpp (cpu_info().kernel).
 const ElementwiseTable& active_elementwise();
 
 }  // namespace isa

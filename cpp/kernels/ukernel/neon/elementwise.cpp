@@ -2,12 +2,12 @@
 // struct below) and the W13 even/odd split (LD2/ST2). Baseline armv8-a, compiled with
 // -march=armv8-a. The same functions serve the "sve" kernel set (sve_elementwise()): every SVE
 // CPU has NEON, and elementwise_math.h keeps vectors in structs, which SVE's sizeless vectors
-// cannot be. ODR rule: kernel_table.h.
+// cannot be. ODR rule: ukernel/ukernel.h.
 #include <arm_neon.h>
 
 #include <cstring>
 
-#include "elementwise_math.h"
+#include "ukernel/elementwise_math.h"
 
 namespace moe {
 namespace isa {

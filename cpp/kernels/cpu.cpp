@@ -1,4 +1,5 @@
-// CPU detection and the choice of kernel set, made once per process.
+// CPU detection and the choice of kernel set, made once per process (the micro-kernels of the
+// set are chosen per weight format by the registry, ukernel/registry.cpp).
 //
 // Features are what both the CPU and the OS support (on x86, xgetbv says whether the OS saves
 // the AVX / AVX-512 register state). MOE_CPU_ISA forces a kernel set; a request this build or
@@ -8,8 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "isa/elementwise_table.h"
-#include "isa/kernel_table.h"
+#include "ukernel/elementwise_table.h"
 #include "moe_cpu.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -108,7 +108,7 @@ const std::vector<KernelSet>& built_kernel_sets() {
       {"scalar", {}},
 #if MOE_X86
       {"avx2", {"avx2", "fma"}},
-      {"avx512", {"avx512f", "avx512bw", "avx512vl", "avx512dq"}},
+      {"avx512", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "f16c"}},
 #endif
 #if MOE_ARM64
       {"neon", {"neon"}},
@@ -162,24 +162,6 @@ const CpuInfo& cpu_info() {
 }
 
 namespace isa {
-
-const KernelTable& active_table() {
-  static const KernelTable* table = [] {
-    const CpuInfo& info = cpu_info();
-#if MOE_X86
-    if (info.kernel == "avx2") return &avx2_table();
-    if (info.kernel == "avx512") return &avx512_table(has(info.features, "avx512bf16"));
-#endif
-#if MOE_ARM64
-    if (info.kernel == "neon") return &neon_table(has(info.features, "bf16"));
-#endif
-#if MOE_ARM64_LINUX
-    if (info.kernel == "sve") return &sve_table(has(info.features, "svebf16"));
-#endif
-    return &scalar_table();
-  }();
-  return *table;
-}
 
 const ElementwiseTable& active_elementwise() {
   static const ElementwiseTable* table = [] {

@@ -1,7 +1,7 @@
 // AVX-512 (F, BW, VL, DQ) elementwise kernels: vector math and gated activations
 // (elementwise_math.h over the Avx512 struct below) and the W13 even/odd split with two-source
-// permutes. Compiled with the flags of avx512.cpp; only called after dispatch.cpp has checked
-// the CPU and OS support them. ODR rule: kernel_table.h.
+// permutes. Compiled with the flags of ukernel/avx512/gemm.cpp; only called after cpu.cpp has checked
+// the CPU and OS support them. ODR rule: ukernel/ukernel.h.
 
 // GCC 12 reports the intrinsics' own placeholder for "undefined" lanes as uninitialized once
 // they are inlined into the math below (GCC bug 105593, fixed in GCC 13).
@@ -15,7 +15,7 @@
 #pragma GCC diagnostic pop
 #endif
 
-#include "elementwise_math.h"
+#include "ukernel/elementwise_math.h"
 
 namespace moe {
 namespace isa {

@@ -1,7 +1,7 @@
 // Vector math (exp, sigmoid, tanh, erf), the gated activations and their loops, written once
-// over an ISA struct S and included by the SIMD elementwise files (avx2_elementwise.cpp,
-// avx512_elementwise.cpp) only. Everything here is in an anonymous namespace: each file compiles
-// its own copy with its own flags (the ODR rule of kernel_table.h).
+// over an ISA struct S and included by the SIMD elementwise files (ukernel/avx2/elementwise.cpp,
+// ukernel/avx512/elementwise.cpp) only. Everything here is in an anonymous namespace: each file compiles
+// its own copy with its own flags (the ODR rule of ukernel/ukernel.h).
 //
 // S provides V (f32 vector), M (lane mask), kLanes, and static functions:
 //   set(float), add, sub, mul, div, fmadd(a, b, c) = a*b + c, fnmadd(a, b, c) = c - a*b;
@@ -23,7 +23,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "elementwise_table.h"
+#include "ukernel/elementwise_table.h"
 
 namespace moe {
 namespace isa {

@@ -1,11 +1,11 @@
 // AVX2 + FMA elementwise kernels: vector math and gated activations (elementwise_math.h over
 // the Avx2 struct below) and the W13 even/odd split. Compiled with -mavx2 -mfma -mf16c; only
-// called after dispatch.cpp has checked the CPU and OS support them. ODR rule: kernel_table.h.
+// called after cpu.cpp has checked the CPU and OS support them. ODR rule: ukernel/ukernel.h.
 #include <immintrin.h>
 
 #include <cstring>
 
-#include "elementwise_math.h"
+#include "ukernel/elementwise_math.h"
 
 namespace moe {
 namespace isa {

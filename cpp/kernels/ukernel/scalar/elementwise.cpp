@@ -5,7 +5,7 @@
 #include <cstring>
 #include <string>
 
-#include "elementwise_table.h"
+#include "ukernel/elementwise_table.h"
 
 namespace moe {
 namespace {

@@ -1,0 +1,124 @@
+// mxfp4 (OCP Microscaling v1.0 MXFP4, as gpt-oss ships it): blocks of 32 e2m1 values with one
+// e8m0 scale along the depth. Caller rows hold per block 16 bytes of codes (element 2j in the
+// low nibble of byte j, 2j + 1 in the high one) and one scale byte; panels regroup the
+// nibbles (format/panel.h) so a 16-lane decode takes one nibble half of 16 bytes.
+#include <cmath>
+#include <cstring>
+
+#include "format/format.h"
+#include "format/panel.h"
+
+namespace moe {
+
+namespace {
+
+constexpr float kE2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                             -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+constexpr uint8_t kNanScale = 0xff;
+constexpr int kScaleBias = 127;
+// floor(log2(max|v|)) - kE2m1MaxExponent: 6 = 1.5 * 2^2, so the largest value lands in [4, 8).
+constexpr int kE2m1MaxExponent = 2;
+
+float scale_value(uint8_t s) {
+  return s == kNanScale ? std::nanf("") : std::ldexp(1.0f, static_cast<int>(s) - kScaleBias);
+}
+
+// Nearest e2m1 code of x (already divided by the scale), ties to the even code, saturating.
+uint8_t e2m1_code(float x) {
+  const float a = std::fabs(x);
+  uint8_t code;
+  if (a <= 0.25f) code = 0;
+  else if (a < 0.75f) code = 1;
+  else if (a <= 1.25f) code = 2;
+  else if (a < 1.75f) code = 3;
+  else if (a <= 2.5f) code = 4;
+  else if (a < 3.5f) code = 5;
+  else if (a <= 5.0f) code = 6;
+  else code = 7;
+  return static_cast<uint8_t>(code | (std::signbit(x) ? 8 : 0));
+}
+
+// One block of 32 values -> 32 codes (one per byte) and the scale byte.
+uint8_t quantize_block(const float* v, uint8_t* codes) {
+  float amax = 0.0f;
+  for (size_t j = 0; j < kPanelDepth; ++j) {
+    if (!std::isfinite(v[j])) {
+      std::memset(codes, 0, kPanelDepth);
+      return kNanScale;
+    }
+    amax = std::fmax(amax, std::fabs(v[j]));
+  }
+  int s = 0;
+  if (amax > 0.0f) {
+    s = std::ilogb(amax) - kE2m1MaxExponent + kScaleBias;
+    s = s < 0 ? 0 : (s > 254 ? 254 : s);
+  }
+  for (size_t j = 0; j < kPanelDepth; ++j) codes[j] = e2m1_code(std::ldexp(v[j], kScaleBias - s));
+  return static_cast<uint8_t>(s);
+}
+
+size_t panel_bytes(size_t padded) { return align_panel(padded / kPanelDepth * kPanelRows * (kMxfp4CodeBytes + 1)); }
+
+uint8_t* code_slot(uint8_t* panel, size_t c, size_t r) { return panel + (c * kPanelRows + r) * kMxfp4CodeBytes; }
+uint8_t* scale_slot(uint8_t* panel, size_t padded, size_t c, size_t r) {
+  return panel + mxfp4_scales_offset(padded) + c * kPanelRows + r;
+}
+
+// 32 codes (one per byte, element order) -> the panel's nibble order.
+void store_codes(const uint8_t* codes, uint8_t* slot) {
+  for (size_t j = 0; j < kMxfp4CodeBytes; ++j) slot[j] = static_cast<uint8_t>(codes[j] | (codes[j + 16] << 4));
+}
+
+void encode_row(const float* values, size_t depth, uint8_t* blocks, uint8_t* scales) {
+  uint8_t codes[kPanelDepth];
+  for (size_t c = 0; c < depth / kPanelDepth; ++c) {
+    scales[c] = quantize_block(values + c * kPanelDepth, codes);
+    for (size_t j = 0; j < kMxfp4CodeBytes; ++j) {
+      blocks[c * kMxfp4CodeBytes + j] = static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4));
+    }
+  }
+}
+
+void pack_row_native(const uint8_t* blocks, const uint8_t* scales, size_t depth, size_t padded, uint8_t* panel,
+                     size_t r) {
+  uint8_t codes[kPanelDepth];
+  for (size_t c = 0; c < depth / kPanelDepth; ++c) {
+    for (size_t j = 0; j < kMxfp4CodeBytes; ++j) {
+      const uint8_t b = blocks[c * kMxfp4CodeBytes + j];
+      codes[2 * j] = b & 0xf;
+      codes[2 * j + 1] = b >> 4;
+    }
+    store_codes(codes, code_slot(panel, c, r));
+    *scale_slot(panel, padded, c, r) = scales[c];
+  }
+}
+
+void decode_row(const uint8_t* blocks, const uint8_t* scales, size_t depth, float* out) {
+  for (size_t c = 0; c < depth / kPanelDepth; ++c) {
+    const float scale = scale_value(scales[c]);
+    for (size_t j = 0; j < kMxfp4CodeBytes; ++j) {
+      const uint8_t b = blocks[c * kMxfp4CodeBytes + j];
+      out[c * kPanelDepth + 2 * j] = kE2m1[b & 0xf] * scale;
+      out[c * kPanelDepth + 2 * j + 1] = kE2m1[b >> 4] * scale;
+    }
+  }
+}
+
+void decode_panel_row(const uint8_t* panel, size_t padded, size_t r, float* out) {
+  uint8_t* p = const_cast<uint8_t*>(panel);
+  for (size_t c = 0; c < padded / kPanelDepth; ++c) {
+    const float scale = scale_value(*scale_slot(p, padded, c, r));
+    const uint8_t* codes = code_slot(p, c, r);
+    for (size_t j = 0; j < kMxfp4CodeBytes; ++j) {
+      out[c * kPanelDepth + j] = kE2m1[codes[j] & 0xf] * scale;
+      out[c * kPanelDepth + j + 16] = kE2m1[codes[j] >> 4] * scale;
+    }
+  }
+}
+
+}  // namespace
+
+const FormatInfo kFormatMxfp4 = {WeightFormat::mxfp4, "mxfp4", kPanelDepth, kMxfp4CodeBytes, 1, 4.25,
+                                 panel_bytes, encode_row, pack_row_native, decode_row, decode_panel_row};
+
+}  // namespace moe

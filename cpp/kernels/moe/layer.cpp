@@ -1,0 +1,91 @@
+// MoeLayer construction: the kernels are chosen for the weight format, then the weights are
+// packed into the layout those kernels read (format/pack.h), once.
+#include <cmath>
+#include <string>
+
+#include "format/pack.h"
+#include "moe/packed.h"
+
+namespace moe {
+
+namespace {
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw InvalidArgument(message);
+}
+
+// A bias tensor (dense values, any dense format) -> f32, entry i of the result from entry
+// source(i) of the tensor.
+template <typename Source>
+std::vector<float> bias_f32(const WeightTensor& t, size_t count, const char* name, Source source) {
+  if (!t.data) return {};
+  const FormatInfo& f = format_info(t.format);
+  require(!f.quantized(), std::string(name) + ": biases are f32, bf16 or f16 values, not " + f.name);
+  std::vector<float> values(count), out(count);
+  f.decode_row(static_cast<const uint8_t*>(t.data), nullptr, count, values.data());
+  for (size_t i = 0; i < count; ++i) out[i] = values[source(i)];
+  return out;
+}
+
+}  // namespace
+
+MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights) : packed_(new Packed) {
+  const size_t E = config.num_experts, H = config.hidden_size, I = config.intermediate_size;
+  require(E > 0 && H > 0 && I > 0, "MoeLayer: num_experts, hidden_size and intermediate_size must be > 0");
+  require(config.top_k > 0 && config.top_k <= E, "MoeLayer: top_k must be in [1, num_experts]");
+  require(weights.w13.data && weights.w2.data, "MoeLayer: w13 and w2 are required");
+  Packed& p = *packed_;
+  p.config = config;
+  p.format = &format_info(config.weight_format);
+  if (p.format->quantized()) {
+    require(H % p.format->block_values == 0 && I % p.format->block_values == 0,
+            std::string("MoeLayer: ") + p.format->name + " needs hidden_size and intermediate_size that are multiples of " +
+                std::to_string(p.format->block_values) + " (blocks run along the input axis); got H=" +
+                std::to_string(H) + ", I=" + std::to_string(I));
+  }
+  p.kernels = ukernel::choose(config.weight_format, cpu_info().kernel);
+  require(p.kernels.decode->layout == p.kernels.prefill->layout, "MoeLayer: decode and prefill kernels read different panel layouts");
+  p.kernel_names = {p.kernels.decode->name, p.kernels.prefill->name, ukernel::kPrefillMinTokensPerExpert};
+  p.w13_shape = PackedMatrices(*p.format, I, H);
+  p.w2_shape = PackedMatrices(*p.format, H, I);
+  p.w13 = AlignedBuffer(2 * E * p.w13_shape.matrix_bytes);
+  p.w2 = AlignedBuffer(E * p.w2_shape.matrix_bytes);
+  const unsigned threads = p.threads();
+  pack_panels({weights.w13, E, 2, I, H, config.w13_layout, config.transposed}, *p.format, p.w13.as<uint8_t>(), threads);
+  pack_panels({weights.w2, E, 1, H, I, W13Layout::halves, config.transposed}, *p.format, p.w2.as<uint8_t>(), threads);
+  p.w13_bias = bias_f32(weights.w13_bias, E * 2 * I, "w13_bias", [&](size_t i) {
+    return (i / (2 * I)) * 2 * I + w13_source_row(config.w13_layout, i % (2 * I), I);
+  });
+  p.w2_bias = bias_f32(weights.w2_bias, E * H, "w2_bias", [](size_t i) { return i; });
+}
+
+MoeLayer::~MoeLayer() = default;
+
+const MoeConfig& MoeLayer::config() const { return packed_->config; }
+
+const KernelChoice& MoeLayer::kernels() const { return packed_->kernel_names; }
+
+size_t MoeLayer::bytes() const {
+  const Packed& p = *packed_;
+  return p.w13.bytes() + p.w2.bytes() + (p.w13_bias.size() + p.w2_bias.size()) * sizeof(float);
+}
+
+void MoeLayer::forward(DType activation_dtype, const void* hidden, size_t tokens, const int32_t* ids,
+                       const float* route_weights, void* out) const {
+  const Packed& p = *packed_;
+  const size_t E = p.config.num_experts, K = p.config.top_k;
+  // Validate everything before the first write to `out`.
+  for (size_t r = 0; r < tokens * K; ++r) {
+    if (ids[r] < 0 || static_cast<size_t>(ids[r]) >= E) {
+      throw InvalidArgument("ids: element " + std::to_string(r) + " is " + std::to_string(ids[r]) +
+                            ", expected an expert id in [0, " + std::to_string(E) + ")");
+    }
+    if (!std::isfinite(route_weights[r])) {
+      throw InvalidArgument("weights: element " + std::to_string(r) + " is not finite");
+    }
+  }
+  if (tokens == 0) return;
+  forward_packed(p, activation_dtype, hidden, tokens, ids, route_weights, out);
+}
+
+}  // namespace moe

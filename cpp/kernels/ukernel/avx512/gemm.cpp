@@ -1,0 +1,246 @@
+// AVX-512 micro-kernels (F, BW, VL, DQ; BF16 where present). Compiled with
+// -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16; a kernel runs only after the
+// registry has checked the CPU and OS support its features. ODR rule: ukernel/ukernel.h.
+// GCC 12 reports false -W(maybe-)uninitialized warnings inside its own AVX-512 intrinsics
+// (the `__Y = __Y` idiom of avx512fintrin.h) at some optimisation settings.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "ukernel/gemm_tile.h"
+#include "ukernel/ukernel.h"
+
+namespace moe {
+namespace ukernel {
+
+namespace {
+
+// Tile of one panel (4 weight rows) x 6 token rows: 24 accumulators of the 32 zmm registers,
+// leaving room for the 4 weight vectors and the token vector in flight. Each weight load
+// feeds 6 FMAs and each token load 4, so L1 bandwidth keeps up with the FMA units.
+constexpr size_t kTileTokens = 6;
+
+// Software prefetch this far ahead in a panel's weight stream when decoding (4 KB: ~5% more
+// bandwidth than 1-2 KB, measured with bf16).
+constexpr size_t kPrefetchBytes = 4096;
+
+// Fixed-order horizontal sum (GCC 12's _mm512_reduce_add_ps trips -Wmaybe-uninitialized).
+inline float hsum(__m512 v) {
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
+}
+
+// f32 FMAs: 16 lanes, two steps per 32-element chunk.
+struct FmaOps {
+  using V = __m512;
+  using X = float;
+  using XV = __m512;
+  static constexpr size_t kStep = 16;
+  static constexpr size_t kTokens = kTileTokens;
+  static constexpr bool kWeightsFirst = true;
+  static V zero() { return _mm512_setzero_ps(); }
+  static XV load_x(const float* p, size_t left) {
+    return _mm512_maskz_loadu_ps(left >= kStep ? 0xffff : static_cast<__mmask16>((1u << left) - 1), p);
+  }
+  static V madd(V acc, V w, XV x) { return _mm512_fmadd_ps(w, x, acc); }
+  static float sum(V v) { return hsum(v); }
+};
+
+// vdpbf16ps: 32 bf16 products per instruction, pairs (i, i+1) summed into f32 lanes.
+struct Bf16DotOps {
+  using V = __m512;
+  using X = uint16_t;
+  using XV = __m512bh;
+  static constexpr size_t kStep = 32;
+  static constexpr size_t kTokens = kTileTokens;
+  static constexpr bool kWeightsFirst = true;
+  static V zero() { return _mm512_setzero_ps(); }
+  static XV load_x(const uint16_t* p, size_t left) {
+    return (__m512bh)_mm512_maskz_loadu_epi16(left >= kStep ? 0xffffffffu : static_cast<__mmask32>((1u << left) - 1), p);
+  }
+  static V madd(V acc, __m512bh w, XV x) { return _mm512_dpbf16_ps(acc, w, x); }
+  static float sum(V v) { return hsum(v); }
+};
+
+inline void prefetch_line(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+
+// Dense panels of Size-byte values: chunk c, row r at (c * 4 + r) * 32 values.
+template <size_t Size>
+struct DensePrefetch {
+  static constexpr size_t kChunkBytes = kPanelRows * kPanelDepth * Size;
+  static void prefetch(const uint8_t* panel, size_t, size_t c) {
+    const uint8_t* p = panel + c * kChunkBytes + kPrefetchBytes;
+    for (size_t off = 0; off < kChunkBytes; off += 64) prefetch_line(p + off);
+  }
+};
+
+struct F32Weights : DensePrefetch<4> {
+  using WV = __m512;
+  struct Chunk {
+    const float* w;
+    Chunk(const uint8_t* panel, size_t, size_t c) : w(reinterpret_cast<const float*>(panel + c * kChunkBytes)) {}
+    WV load(size_t r, size_t s) const { return _mm512_loadu_ps(w + r * kPanelDepth + 16 * s); }
+  };
+};
+
+// bf16 or f16 widened to f32 in registers.
+struct Bf16Weights : DensePrefetch<2> {
+  using WV = __m512;
+  struct Chunk {
+    const uint16_t* w;
+    Chunk(const uint8_t* panel, size_t, size_t c) : w(reinterpret_cast<const uint16_t*>(panel + c * kChunkBytes)) {}
+    WV load(size_t r, size_t s) const {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * kPanelDepth + 16 * s));
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+  };
+};
+struct F16Weights : DensePrefetch<2> {
+  using WV = __m512;
+  struct Chunk {
+    const uint16_t* w;
+    Chunk(const uint8_t* panel, size_t, size_t c) : w(reinterpret_cast<const uint16_t*>(panel + c * kChunkBytes)) {}
+    WV load(size_t r, size_t s) const {
+      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * kPanelDepth + 16 * s)));
+    }
+  };
+};
+// bf16 pairs as they are, for vdpbf16ps.
+struct Bf16PairWeights : DensePrefetch<2> {
+  using WV = __m512bh;
+  struct Chunk {
+    const uint16_t* w;
+    Chunk(const uint8_t* panel, size_t, size_t c) : w(reinterpret_cast<const uint16_t*>(panel + c * kChunkBytes)) {}
+    WV load(size_t r, size_t) const { return (__m512bh)_mm512_loadu_si512(w + r * kPanelDepth); }
+  };
+};
+
+// e8m0 scale byte -> 2^(s - 127) as f32 bits (s = 0 is the subnormal 2^-127; 0xFF is NaN).
+inline float e8m0_value(uint8_t s) {
+  uint32_t bits = static_cast<uint32_t>(s) << 23;
+  bits = s == 0 ? 0x00400000u : bits;
+  bits = s == 0xff ? 0x7fc00000u : bits;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// mxfp4: a row's 16 code bytes widened to 16 lanes; lanes take the low nibble (elements 0-15)
+// or the high one (16-31), looked up in the 16-entry e2m1 table by vpermps (which reads the
+// low 4 bits of each index), then times the block scale: exact f32 weights.
+struct Mxfp4Weights {
+  using WV = __m512;
+  static constexpr size_t kChunkBytes = kPanelRows * kMxfp4CodeBytes;
+  static void prefetch(const uint8_t* panel, size_t padded, size_t c) {
+    prefetch_line(panel + c * kChunkBytes + kPrefetchBytes);
+    if (c % 16 == 0) prefetch_line(panel + mxfp4_scales_offset(padded) + c * kPanelRows + kPrefetchBytes / 16);
+  }
+  struct Chunk {
+    const uint8_t* codes;
+    __m512 table;
+    float scale[kPanelRows];
+    Chunk(const uint8_t* panel, size_t padded, size_t c) : codes(panel + c * kChunkBytes) {
+      table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f,
+                             -4.0f, -6.0f);
+      const uint8_t* s = panel + mxfp4_scales_offset(padded) + c * kPanelRows;
+      for (size_t r = 0; r < kPanelRows; ++r) scale[r] = e8m0_value(s[r]);
+    }
+    WV load(size_t r, size_t s) const {
+      __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + r * kMxfp4CodeBytes)));
+      if (s == 1) idx = _mm512_srli_epi32(idx, 4);
+      return _mm512_mul_ps(_mm512_permutexvar_ps(idx, table), _mm512_set1_ps(scale[r]));
+    }
+  };
+};
+
+// int8: 16 codes widened to f32, times the block's f16 scale (exact in f32).
+struct Int8Weights {
+  using WV = __m512;
+  static constexpr size_t kChunkBytes = kPanelRows * kInt8CodeBytes;
+  static void prefetch(const uint8_t* panel, size_t padded, size_t c) {
+    prefetch_line(panel + c * kChunkBytes + kPrefetchBytes);
+    prefetch_line(panel + c * kChunkBytes + kPrefetchBytes + 64);
+    if (c % 8 == 0) prefetch_line(panel + int8_scales_offset(padded) + c * kPanelRows * kInt8ScaleBytes + kPrefetchBytes / 16);
+  }
+  struct Chunk {
+    const uint8_t* codes;
+    __m128 scales;
+    Chunk(const uint8_t* panel, size_t padded, size_t c) : codes(panel + c * kChunkBytes) {
+      scales = _mm_cvtph_ps(_mm_loadl_epi64(
+          reinterpret_cast<const __m128i*>(panel + int8_scales_offset(padded) + c * kPanelRows * kInt8ScaleBytes)));
+    }
+    WV load(size_t r, size_t s) const {
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + r * kInt8CodeBytes + 16 * s));
+      const __m512 d = _mm512_broadcastss_ps(_mm_permutevar_ps(scales, _mm_set1_epi32(static_cast<int>(r))));
+      return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+    }
+  };
+};
+
+// Decodes a whole panel into a dense f32 or bf16 panel (format/panel.h) for prefill.
+template <typename Weights>
+struct DecodeToF32 {
+  static void panel(const uint8_t* panel, size_t padded, uint8_t* dense) {
+    float* out = reinterpret_cast<float*>(dense);
+    for (size_t c = 0; c < padded / kPanelDepth; ++c) {
+      const typename Weights::Chunk chunk(panel, padded, c);
+      for (size_t r = 0; r < kPanelRows; ++r) {
+        float* row = out + (c * kPanelRows + r) * kPanelDepth;
+        _mm512_store_ps(row, chunk.load(r, 0));
+        _mm512_store_ps(row + 16, chunk.load(r, 1));
+      }
+    }
+  }
+};
+template <typename Weights>
+struct DecodeToBf16 {
+  static void panel(const uint8_t* panel, size_t padded, uint8_t* dense) {
+    for (size_t c = 0; c < padded / kPanelDepth; ++c) {
+      const typename Weights::Chunk chunk(panel, padded, c);
+      for (size_t r = 0; r < kPanelRows; ++r) {
+        const __m512bh v = _mm512_cvtne2ps_pbh(chunk.load(r, 1), chunk.load(r, 0));
+        _mm512_store_si512(dense + (c * kPanelRows + r) * kPanelDepth * 2, (__m512i)v);
+      }
+    }
+  }
+};
+
+constexpr auto kF = DType::f32;
+constexpr auto kB = DType::bf16;
+constexpr auto kP = PanelLayout::p4x32;
+constexpr auto kDecode = Regime::decode;
+constexpr auto kPrefill = Regime::prefill;
+constexpr auto kAny = Regime::any;
+
+// Best first for each format: the prefill kernels that decode a panel once (bf16 dot products
+// where the CPU has them, else f32), then the kernel reading the panels directly.
+const UKernel kKernels[] = {
+    {"gemm_f32_f32__avx512_4x6", WeightFormat::f32, kF, kP, 4, 6, kAny, "avx512", "", 0, gemm<FmaOps, F32Weights>},
+    {"gemm_bf16_bf16__avx512bf16_4x6", WeightFormat::bf16, kB, kP, 4, 6, kPrefill, "avx512", "avx512bf16", 0,
+     gemm<Bf16DotOps, Bf16PairWeights>},
+    {"gemm_bf16_f32__avx512_4x6", WeightFormat::bf16, kF, kP, 4, 6, kAny, "avx512", "", 0, gemm<FmaOps, Bf16Weights>},
+    {"gemm_f16_bf16__avx512bf16_4x6_panel", WeightFormat::f16, kB, kP, 4, 6, kPrefill, "avx512", "avx512bf16", 8,
+     gemm_decoded<Bf16DotOps, Bf16PairWeights, DecodeToBf16<F16Weights>>},
+    {"gemm_f16_f32__avx512_4x6", WeightFormat::f16, kF, kP, 4, 6, kAny, "avx512", "", 0, gemm<FmaOps, F16Weights>},
+    {"gemm_mxfp4_bf16__avx512bf16_4x6_panel", WeightFormat::mxfp4, kB, kP, 4, 6, kPrefill, "avx512", "avx512bf16", 8,
+     gemm_decoded<Bf16DotOps, Bf16PairWeights, DecodeToBf16<Mxfp4Weights>>},
+    {"gemm_mxfp4_f32__avx512_4x6_panel", WeightFormat::mxfp4, kF, kP, 4, 6, kPrefill, "avx512", "", 16,
+     gemm_decoded<FmaOps, F32Weights, DecodeToF32<Mxfp4Weights>>},
+    {"gemm_mxfp4_f32__avx512_4x6", WeightFormat::mxfp4, kF, kP, 4, 6, kDecode, "avx512", "", 0, gemm<FmaOps, Mxfp4Weights>},
+    {"gemm_int8_bf16__avx512bf16_4x6_panel", WeightFormat::int8, kB, kP, 4, 6, kPrefill, "avx512", "avx512bf16", 8,
+     gemm_decoded<Bf16DotOps, Bf16PairWeights, DecodeToBf16<Int8Weights>>},
+    {"gemm_int8_f32__avx512_4x6_panel", WeightFormat::int8, kF, kP, 4, 6, kPrefill, "avx512", "", 16,
+     gemm_decoded<FmaOps, F32Weights, DecodeToF32<Int8Weights>>},
+    {"gemm_int8_f32__avx512_4x6", WeightFormat::int8, kF, kP, 4, 6, kDecode, "avx512", "", 0, gemm<FmaOps, Int8Weights>},
+};
+
+}  // namespace
+
+UKernelList avx512_ukernels() { return {kKernels, sizeof kKernels / sizeof kKernels[0]}; }
+
+}  // namespace ukernel
+}  // namespace moe
