@@ -17,7 +17,7 @@
 
 namespace {
 
-const char* kUsage = R"(moe_bench [--preset NAME,...|all] [--dtype f32,bf16] [--tokens 1,4,16,64,256,512]
+const char* kUsage = R"(moe_bench [--preset NAME,...|all] [--dtype f32,bf16,f16,mxfp4,int8] [--tokens 1,4,16,64,256,512]
           [--threads 1,all] [--iters N] [--cases limits,moe,deinterleave,packing] [--json FILE]
   --preset   default gpt-oss-20b; 'all' is every preset but deepseek-v3 (22.5 GB in bf16: name
              it to run it). A case whose packed layer does not fit in memory is skipped.
@@ -29,7 +29,7 @@ const char* kUsage = R"(moe_bench [--preset NAME,...|all] [--dtype f32,bf16] [--
 
 struct Options {
   std::vector<const bench::Preset*> presets;
-  std::vector<moe::DType> dtypes = {moe::DType::f32, moe::DType::bf16};
+  std::vector<moe::WeightFormat> dtypes = {moe::WeightFormat::f32, moe::WeightFormat::bf16};
   std::vector<size_t> tokens = {1, 4, 16, 64, 256, 512};
   std::vector<unsigned> threads;
   int iters = 0;
@@ -71,8 +71,12 @@ Options parse(int argc, char** argv) {
     } else if (flag == "--dtype") {
       o.dtypes.clear();
       for (const auto& d : split(value)) {
-        if (d != "f32" && d != "bf16") throw std::invalid_argument("--dtype: expected f32 or bf16, got '" + d + "'");
-        o.dtypes.push_back(d == "bf16" ? moe::DType::bf16 : moe::DType::f32);
+        bool known = false;
+        for (auto f : {moe::WeightFormat::f32, moe::WeightFormat::bf16, moe::WeightFormat::f16, moe::WeightFormat::mxfp4,
+                       moe::WeightFormat::int8}) {
+          if (d == moe::weight_format_name(f)) o.dtypes.push_back(f), known = true;
+        }
+        if (!known) throw std::invalid_argument("--dtype: expected f32, bf16, f16, mxfp4 or int8, got '" + d + "'");
       }
     } else if (flag == "--tokens") {
       o.tokens.clear();

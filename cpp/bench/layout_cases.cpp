@@ -123,7 +123,7 @@ void run_packing_case(Report& report) {
 
   reset_peak_resident();
   const double t0 = now_seconds();
-  auto layer = std::make_unique<moe::MoeLayer>(p.config(dtype, 0), moe::MoeWeights{{moe::WeightFormat::bf16, w13.get(), nullptr}, {moe::WeightFormat::bf16, w2.get(), nullptr}, {moe::WeightFormat::bf16, b13.data(), nullptr}, {moe::WeightFormat::bf16, b2.data(), nullptr}});
+  auto layer = std::make_unique<moe::MoeLayer>(p.config(moe::WeightFormat::bf16, 0), moe::MoeWeights{{moe::WeightFormat::bf16, w13.get(), nullptr}, {moe::WeightFormat::bf16, w2.get(), nullptr}, {moe::WeightFormat::bf16, b13.data(), nullptr}, {moe::WeightFormat::bf16, b2.data(), nullptr}});
   const double pack_seconds = now_seconds() - t0;
   const size_t rss_peak = peak_resident_bytes(), rss_packed = resident_bytes();
 

@@ -18,8 +18,19 @@ namespace {
 // Time spent on the timed calls of one case, when --iters does not say.
 constexpr double kCaseBudgetSeconds = 1.5;
 
-const char* dtype_name(moe::DType d) { return d == moe::DType::bf16 ? "bf16" : "f32"; }
-size_t dtype_bytes(moe::DType d) { return d == moe::DType::bf16 ? 2 : 4; }
+const char* dtype_name(moe::WeightFormat f) { return moe::weight_format_name(f); }
+// Bytes per weight as packed (quantized formats: codes and scales).
+double dtype_bytes(moe::WeightFormat f) {
+  switch (f) {
+    case moe::WeightFormat::f32: return 4;
+    case moe::WeightFormat::mxfp4: return 4.25 / 8;
+    case moe::WeightFormat::int8: return 8.5 / 8;
+    default: return 2;
+  }
+}
+// The caller's arrays a layer of `f` is built from: f32 for f32, else bf16 (rounded or
+// quantized while packing).
+moe::DType source_dtype(moe::WeightFormat f) { return f == moe::WeightFormat::f32 ? moe::DType::f32 : moe::DType::bf16; }
 
 const Limits& limits_for(const std::vector<Limits>& limits, unsigned threads) {
   for (const auto& l : limits) {
@@ -39,23 +50,25 @@ struct CallerWeights {
   }
 };
 
-CallerWeights make_weights(const Preset& p, moe::DType dtype) {
+CallerWeights make_weights(const Preset& p, moe::WeightFormat format) {
+  const moe::DType dtype = source_dtype(format);
+  const size_t dtype_bytes = dtype == moe::DType::bf16 ? 2 : 4;
   CallerWeights w;
   w.f = dtype == moe::DType::bf16 ? moe::WeightFormat::bf16 : moe::WeightFormat::f32;
   w.w13 = std::make_unique<RepeatingWeights>(p.E * 2 * p.I * p.H, dtype, 1);
   w.w2 = std::make_unique<RepeatingWeights>(p.E * p.H * p.I, dtype, 2);
   if (p.biases) {
-    w.b13.resize(p.E * 2 * p.I * dtype_bytes(dtype));
-    w.b2.resize(p.E * p.H * dtype_bytes(dtype));
+    w.b13.resize(p.E * 2 * p.I * dtype_bytes);
+    w.b2.resize(p.E * p.H * dtype_bytes);
     fill_random(w.b13.data(), p.E * 2 * p.I, dtype, 3);
     fill_random(w.b2.data(), p.E * p.H, dtype, 4);
   }
   return w;
 }
 
-void run_tokens(const Preset& p, moe::DType dtype, unsigned threads, const moe::MoeLayer& layer,
+void run_tokens(const Preset& p, moe::WeightFormat dtype, unsigned threads, const moe::MoeLayer& layer,
                 const Limits& lim, const MoeCases& cases, Report& report) {
-  const bool use_bf16_peak = dtype == moe::DType::bf16 && lim.bf16_dot_gflops > 0;
+  const bool use_bf16_peak = dtype != moe::WeightFormat::f32 && layer.kernels().prefill.find("bf16__") != std::string::npos && lim.bf16_dot_gflops > 0;
   const double peak = use_bf16_peak ? lim.bf16_dot_gflops : lim.fma_gflops;
   std::printf("  limits at %u thread%s: read %.1f GB/s, peak %.1f GFLOP/s (%s)\n", threads,
               threads == 1 ? "" : "s", lim.read_gbps, peak, use_bf16_peak ? "bf16 dot" : "f32 FMA");
@@ -107,8 +120,8 @@ void run_tokens(const Preset& p, moe::DType dtype, unsigned threads, const moe::
 
 void run_moe_cases(const MoeCases& cases, const std::vector<Limits>& limits, Report& report) {
   for (const Preset* p : cases.presets) {
-    for (moe::DType dtype : cases.dtypes) {
-      const size_t packed = p->weights() * dtype_bytes(dtype) + (p->biases ? p->E * (2 * p->I + p->H) * 4 : 0);
+    for (moe::WeightFormat dtype : cases.dtypes) {
+      const size_t packed = static_cast<size_t>(p->weights() * dtype_bytes(dtype)) + (p->biases ? p->E * (2 * p->I + p->H) * 4 : 0);
       const size_t available = available_memory_bytes(), margin = memory_margin_bytes();
       if (available && packed + margin > available) {
         const std::string why = "needs " + fixed(packed / 1e9, 1) + " GB for the packed layer + " +
@@ -126,10 +139,10 @@ void run_moe_cases(const MoeCases& cases, const std::vector<Limits>& limits, Rep
           layer = std::make_unique<moe::MoeLayer>(p->config(dtype, threads), w.view());
           pack_seconds = now_seconds() - t0;
         }
-        std::printf("\n%s (E=%zu H=%zu I=%zu K=%zu), %s weights, f32 activations, %u thread%s, kernel %s "
+        std::printf("\n%s (E=%zu H=%zu I=%zu K=%zu), %s weights, f32 activations, %u thread%s, kernels %s / %s "
                     "(packed %.2f GB in %.2f s)\n",
                     p->name, p->E, p->H, p->I, p->K, dtype_name(dtype), threads, threads == 1 ? "" : "s",
-                    moe::cpu_info().kernel.c_str(), layer->bytes() / 1e9, pack_seconds);
+                    layer->kernels().decode.c_str(), layer->kernels().prefill.c_str(), layer->bytes() / 1e9, pack_seconds);
         run_tokens(*p, dtype, threads, *layer, limits_for(limits, threads), cases, report);
       }
     }

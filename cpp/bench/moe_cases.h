@@ -19,7 +19,7 @@ namespace bench {
 
 struct MoeCases {
   std::vector<const Preset*> presets;
-  std::vector<moe::DType> dtypes;
+  std::vector<moe::WeightFormat> dtypes;  // weight formats
   std::vector<size_t> tokens;
   std::vector<unsigned> threads;  // each has an entry in the limits
   int iters = 0;                  // 0: as many as fit the time budget

@@ -27,7 +27,7 @@ moe::RoutingParams deepseek_grouped() {
 
 }  // namespace
 
-moe::MoeConfig Preset::config(moe::DType dtype, unsigned threads) const {
+moe::MoeConfig Preset::config(moe::WeightFormat format, unsigned threads) const {
   moe::MoeConfig c;
   c.num_experts = E;
   c.hidden_size = H;
@@ -35,7 +35,7 @@ moe::MoeConfig Preset::config(moe::DType dtype, unsigned threads) const {
   c.top_k = K;
   c.activation.kind = activation;
   c.w13_layout = interleaved ? moe::W13Layout::interleaved : moe::W13Layout::halves;
-  c.weight_format = dtype == moe::DType::bf16 ? moe::WeightFormat::bf16 : moe::WeightFormat::f32;
+  c.weight_format = format;
   c.threads = threads;
   return c;
 }

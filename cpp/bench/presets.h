@@ -19,7 +19,7 @@ struct Preset {
   bool explicit_only;
 
   size_t weights() const { return E * 3 * I * H; }
-  moe::MoeConfig config(moe::DType dtype, unsigned threads) const;
+  moe::MoeConfig config(moe::WeightFormat format, unsigned threads) const;
 };
 
 const std::vector<Preset>& presets();

@@ -66,7 +66,9 @@ struct Bf16DotOps {
   static float sum(V v) { return hsum(v); }
 };
 
-inline void prefetch_line(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+// As an asm statement: GCC 12 drops _mm_prefetch calls from some of these loops (the int8
+// tiles had none left), and a decode tile depends on them.
+inline void prefetch_line(const uint8_t* p) { __asm__ volatile("prefetcht0 %0" : : "m"(*p)); }
 
 // Dense panels of Size-byte values: chunk c, row r at (c * 4 + r) * 32 values.
 template <size_t Size>
@@ -129,9 +131,15 @@ inline float e8m0_value(uint8_t s) {
   return f;
 }
 
-// mxfp4: a row's 16 code bytes widened to 16 lanes; lanes take the low nibble (elements 0-15)
-// or the high one (16-31), looked up in the 16-entry e2m1 table by vpermps (which reads the
-// low 4 bits of each index), then times the block scale: exact f32 weights.
+// Row r's lane of a chunk's 4 values, in all 16 lanes.
+inline __m512 broadcast_row(__m128 four, size_t r) {
+  return _mm512_broadcastss_ps(_mm_permutevar_ps(four, _mm_set1_epi32(static_cast<int>(r))));
+}
+
+// mxfp4: a row's 16 code bytes widened to 16 lanes; step 0 takes the low nibbles (elements
+// 0-15), step 1 the high ones (16-31), looked up by vpermps (which reads the low 4 bits of
+// each index) in the row's e2m1 table already scaled by its block scale: exact f32 weights
+// (e2m1 times a power of two), one multiply per row and chunk.
 struct Mxfp4Weights {
   using WV = __m512;
   static constexpr size_t kChunkBytes = kPanelRows * kMxfp4CodeBytes;
@@ -141,18 +149,17 @@ struct Mxfp4Weights {
   }
   struct Chunk {
     const uint8_t* codes;
-    __m512 table;
-    float scale[kPanelRows];
+    __m512 table[kPanelRows];
     Chunk(const uint8_t* panel, size_t padded, size_t c) : codes(panel + c * kChunkBytes) {
-      table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f,
-                             -4.0f, -6.0f);
+      const __m512 e2m1 = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
+                                         -2.0f, -3.0f, -4.0f, -6.0f);
       const uint8_t* s = panel + mxfp4_scales_offset(padded) + c * kPanelRows;
-      for (size_t r = 0; r < kPanelRows; ++r) scale[r] = e8m0_value(s[r]);
+      for (size_t r = 0; r < kPanelRows; ++r) table[r] = _mm512_mul_ps(e2m1, _mm512_set1_ps(e8m0_value(s[r])));
     }
     WV load(size_t r, size_t s) const {
       __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + r * kMxfp4CodeBytes)));
       if (s == 1) idx = _mm512_srli_epi32(idx, 4);
-      return _mm512_mul_ps(_mm512_permutexvar_ps(idx, table), _mm512_set1_ps(scale[r]));
+      return _mm512_permutexvar_ps(idx, table[r]);
     }
   };
 };
@@ -168,15 +175,15 @@ struct Int8Weights {
   }
   struct Chunk {
     const uint8_t* codes;
-    __m128 scales;
+    __m512 scale[kPanelRows];
     Chunk(const uint8_t* panel, size_t padded, size_t c) : codes(panel + c * kChunkBytes) {
-      scales = _mm_cvtph_ps(_mm_loadl_epi64(
+      const __m128 d = _mm_cvtph_ps(_mm_loadl_epi64(
           reinterpret_cast<const __m128i*>(panel + int8_scales_offset(padded) + c * kPanelRows * kInt8ScaleBytes)));
+      for (size_t r = 0; r < kPanelRows; ++r) scale[r] = broadcast_row(d, r);
     }
     WV load(size_t r, size_t s) const {
       const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + r * kInt8CodeBytes + 16 * s));
-      const __m512 d = _mm512_broadcastss_ps(_mm_permutevar_ps(scales, _mm_set1_epi32(static_cast<int>(r))));
-      return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+      return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), scale[r]);
     }
   };
 };
