@@ -3,6 +3,7 @@
 // decode kernels with f32 activations compute with exactly the decoded weights.
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "format/format.h"
 #include "format/panel.h"
@@ -20,16 +21,29 @@ float scale_value(const uint8_t* p) {
 }
 
 // One block of 32 values -> 32 codes and the f16 scale. d is rounded to f16 first and the
-// codes are computed against the stored d, so they reconstruct as well as the scale allows.
+// codes are computed against the stored d (q = round(v / d) on the exact quotient, ties away
+// from zero), so they reconstruct as well as the scale allows.
 uint16_t quantize_block(const float* v, int8_t* codes) {
   float amax = 0.0f;
-  for (size_t j = 0; j < kPanelDepth; ++j) amax = std::fmax(amax, std::fabs(v[j]));
-  const uint16_t d16 = f32_to_f16(amax / kInt8Max);
-  const float d = f16_to_f32(d16);
+  bool finite = true;
   for (size_t j = 0; j < kPanelDepth; ++j) {
-    float q = d > 0.0f && std::isfinite(d) ? std::round(v[j] / d) : 0.0f;  // ties away from zero
-    q = std::fmin(kInt8Max, std::fmax(-kInt8Max, q));
-    codes[j] = static_cast<int8_t>(std::isnan(q) ? 0.0f : q);
+    const float a = std::fabs(v[j]);
+    finite = finite && a <= std::numeric_limits<float>::max();
+    amax = a > amax ? a : amax;
+  }
+  // int8 has no code for NaN or infinity (mxfp4 has its NaN scale): refuse, never round it away.
+  if (!finite) throw InvalidArgument("int8: the weights hold NaN or infinity, which int8 blocks cannot represent");
+  const uint16_t d16 = f32_to_f16(amax / kInt8Max);
+  const double d = f16_to_f32(d16);
+  const double inverse_ok = d > 0.0 && d <= std::numeric_limits<float>::max() ? 1.0 : 0.0;
+  const double divisor = inverse_ok > 0 ? d : 1.0;
+  for (size_t j = 0; j < kPanelDepth; ++j) {
+    // The exact quotient (in double), rounded half away from zero, then clamped.
+    const double x = v[j] / divisor * inverse_ok;
+    double q = std::fabs(x) + 0.5;
+    q = q < kInt8Max ? q : kInt8Max;
+    const int magnitude = static_cast<int>(q);
+    codes[j] = static_cast<int8_t>(x < 0 ? -magnitude : magnitude);
   }
   return d16;
 }

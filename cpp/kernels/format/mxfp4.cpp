@@ -4,6 +4,7 @@
 // nibbles (format/panel.h) so a 16-lane decode takes one nibble half of 16 bytes.
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "format/format.h"
 #include "format/panel.h"
@@ -23,37 +24,39 @@ float scale_value(uint8_t s) {
   return s == kNanScale ? std::nanf("") : std::ldexp(1.0f, static_cast<int>(s) - kScaleBias);
 }
 
-// Nearest e2m1 code of x (already divided by the scale), ties to the even code, saturating.
+// Nearest e2m1 code of x (already divided by the scale), ties to the even code, saturating:
+// the magnitude code counts the grid midpoints below |x| (a midpoint itself goes to the even
+// neighbour, hence > or >= by turns). Branch-free, so the loop vectorises.
 uint8_t e2m1_code(float x) {
   const float a = std::fabs(x);
-  uint8_t code;
-  if (a <= 0.25f) code = 0;
-  else if (a < 0.75f) code = 1;
-  else if (a <= 1.25f) code = 2;
-  else if (a < 1.75f) code = 3;
-  else if (a <= 2.5f) code = 4;
-  else if (a < 3.5f) code = 5;
-  else if (a <= 5.0f) code = 6;
-  else code = 7;
-  return static_cast<uint8_t>(code | (std::signbit(x) ? 8 : 0));
+  const int magnitude = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f);
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return static_cast<uint8_t>(magnitude | ((bits >> 31) << 3));
 }
 
 // One block of 32 values -> 32 codes (one per byte) and the scale byte.
 uint8_t quantize_block(const float* v, uint8_t* codes) {
   float amax = 0.0f;
+  bool finite = true;
   for (size_t j = 0; j < kPanelDepth; ++j) {
-    if (!std::isfinite(v[j])) {
-      std::memset(codes, 0, kPanelDepth);
-      return kNanScale;
-    }
-    amax = std::fmax(amax, std::fabs(v[j]));
+    const float a = std::fabs(v[j]);
+    finite = finite && a <= std::numeric_limits<float>::max();
+    amax = a > amax ? a : amax;
+  }
+  if (!finite) {
+    std::memset(codes, 0, kPanelDepth);
+    return kNanScale;
   }
   int s = 0;
   if (amax > 0.0f) {
     s = std::ilogb(amax) - kE2m1MaxExponent + kScaleBias;
     s = s < 0 ? 0 : (s > 254 ? 254 : s);
   }
-  for (size_t j = 0; j < kPanelDepth; ++j) codes[j] = e2m1_code(std::ldexp(v[j], kScaleBias - s));
+  // v / 2^(s - 127) as one multiplication by a power of two: exact (the quotient is at most 8,
+  // so it does not overflow, and scaling up does not lose bits).
+  const double inverse = std::ldexp(1.0, kScaleBias - s);
+  for (size_t j = 0; j < kPanelDepth; ++j) codes[j] = e2m1_code(static_cast<float>(v[j] * inverse));
   return static_cast<uint8_t>(s);
 }
 
