@@ -1,4 +1,4 @@
-// Gated activations over [tokens, 2I] rows (SPEC.md "Gated activations"), through the
+// Gated activations over [tokens, 2I] rows (docs/spec.md "Gated activations"), through the
 // elementwise table of the active kernel set. The scalar math and the one-channel
 // gated_activation live in ukernel/scalar/elementwise.cpp.
 #include <string>

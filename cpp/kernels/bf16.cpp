@@ -1,4 +1,4 @@
-// bf16 <-> f32 conversion (SPEC.md "Dtypes": round to nearest, ties to even; NaN stays NaN).
+// bf16 <-> f32 conversion (docs/spec.md "Dtypes": round to nearest, ties to even; NaN stays NaN).
 #include <cstring>
 
 #include "moe_cpu.h"

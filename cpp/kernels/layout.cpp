@@ -1,4 +1,4 @@
-// W13 interleave / de-interleave (SPEC.md "Layouts of W13").
+// W13 interleave / de-interleave (docs/spec.md "Layouts of W13").
 //
 // The tensor is viewed as [outer, 2I, inner]; only whole blocks of `inner` elements move along
 // the 2I axis, so the code copies bits and only cares about the element size.

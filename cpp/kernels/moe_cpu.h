@@ -1,7 +1,7 @@
 // moe-cpu kernel library: the one public header.
 //
 // Plain C++17, no Node headers: used by the addon, the C++ tests and the native benchmark.
-// The math is defined in SPEC.md; every function here follows it exactly.
+// The math is defined in docs/spec.md; every function here follows it exactly.
 #pragma once
 
 #include <cstddef>
@@ -225,11 +225,12 @@ void decode_mxfp4_bf16(const uint8_t* blocks, const uint8_t* scales, size_t num_
 
 // Quantization of `rows` rows of `depth` f32 values (depth a multiple of 32) to blocks and
 // scales laid out as a checkpoint stores them ([rows][depth / 32][block]), and the exact
-// decode back to f32. Rules (SPEC of the README, "Weight formats"):
-//   mxfp4: s = floor(log2(max|v|)) - 2 + 127 (all-zero or non-finite-free zero block: 0),
+// decode back to f32. Rules (docs/spec.md, "Weight formats"):
+//   mxfp4: s = floor(log2(max|v|)) - 2 + 127, clamped to [0, 254] (all-zero block: 0),
 //          codes = v / 2^(s - 127) rounded to the nearest e2m1 value, ties to even, saturating
-//          at +-6; a block holding NaN gets scale 0xFF.
-//   int8:  d = f16(max|v| / 127), q = round(v / d) ties away from zero, clamped to [-127, 127].
+//          at +-6; a block holding NaN or infinity gets the NaN scale 0xFF.
+//   int8:  d = f16(max|v| / 127), q = round(v / d) on the exact quotient, ties away from zero,
+//          clamped to [-127, 127]; NaN or infinity throws InvalidArgument (int8 cannot hold it).
 void quantize_rows(WeightFormat format, const float* values, size_t rows, size_t depth,
                    void* codes, void* scales);
 void dequantize_rows(WeightFormat format, const void* codes, const void* scales, size_t rows,

@@ -1,4 +1,4 @@
-// Router logits (the input of SPEC.md "Routing"): logits[t, e] = hidden[t] · weight[e] + bias[e],
+// Router logits (the input of docs/spec.md "Routing"): logits[t, e] = hidden[t] · weight[e] + bias[e],
 // fp32 accumulation. A GEMV of E rows per token: small next to the experts, so the portable
 // dot-product tiles of dot.h are enough.
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Expert selection from router logits (SPEC.md "Routing").
+// Expert selection from router logits (docs/spec.md "Routing").
 //
 // Every selection scans candidates in ascending index order and only lets a strictly greater
 // value overtake, so ties always go to the lower expert (or group) index.

@@ -1,4 +1,4 @@
-// Gated activations (activation.cpp) against the float64 reference of SPEC.md "Gated
+// Gated activations (activation.cpp) against the float64 reference of docs/spec.md "Gated
 // activations": every kind x both layouts x f32 and bf16, odd sizes, clamps, NaN.
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// bf16 conversions (bf16.cpp) against SPEC.md: round to nearest, ties to even; NaN stays NaN.
+// bf16 conversions (bf16.cpp) against docs/spec.md: round to nearest, ties to even; NaN stays NaN.
 #include <cstdint>
 #include <vector>
 

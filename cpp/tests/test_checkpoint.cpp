@@ -1,5 +1,5 @@
 // Checkpoint loading helpers: router logits (router.cpp) against a float64 reference, MXFP4
-// decode (mxfp4.cpp) bit-exact against the e2m1 x e8m0 definition of SPEC.md "Dtypes".
+// decode (mxfp4.cpp) bit-exact against the e2m1 x e8m0 definition of docs/spec.md "Dtypes".
 #include <cmath>
 #include <cstdint>
 #include <cstring>

@@ -1,5 +1,5 @@
 // The test harness of the kernel tests: registration, checks that record a failure and go on,
-// a deterministic PRNG and the precision metric of SPEC.md ("Precision contract").
+// a deterministic PRNG and the precision metric of docs/spec.md ("Precision contract").
 //
 // A test case is a function registered with TEST(name) or moetest::register_test (for sweeps
 // that register one case per parameter set). A case fails if any of its checks fails or if it
@@ -21,12 +21,15 @@ namespace moetest {
 
 void register_test(std::string name, std::function<void()> fn);
 void record_failure(const char* file, int line, const std::string& message);
+// The running case cannot run on this machine (`reason`): unless a check of it failed, it is
+// counted as skipped, neither passed nor failed, and listed as such.
+void skip(const std::string& reason);
 
 struct Registrar {
   Registrar(const char* name, void (*fn)()) { register_test(name, fn); }
 };
 
-// Tolerances of SPEC.md "Precision contract": max|out - ref| / max|ref|.
+// Tolerances of docs/spec.md "Precision contract": max|out - ref| / max|ref|.
 constexpr double kTolF32 = 1e-5;
 constexpr double kTolBf16 = 1e-2;
 
@@ -71,7 +74,7 @@ inline bool bf16_is_nan(uint16_t b) { return (b & 0x7F80) == 0x7F80 && (b & 0x00
 // reference uses the same already-rounded values as the kernel).
 inline float round_bf16(float f) { return moe::bf16_to_f32(moe::f32_to_bf16(f)); }
 
-// SPEC.md precision metric. Any NaN in `out` where the reference is a number (or the
+// docs/spec.md precision metric. Any NaN in `out` where the reference is a number (or the
 // reverse) gives +inf, so NaN-prefilled outputs that were not written fail. An all-zero
 // reference falls back to the absolute error.
 inline double relative_error(const std::vector<double>& ref, const float* out) {

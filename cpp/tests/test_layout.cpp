@@ -1,4 +1,4 @@
-// W13 interleave / de-interleave (layout.cpp) against the naive index mapping of SPEC.md
+// W13 interleave / de-interleave (layout.cpp) against the naive index mapping of docs/spec.md
 // "Layouts of W13", for 4-byte (f32) and 2-byte (bf16) elements.
 #include <cstdint>
 #include <cstring>

@@ -1,5 +1,6 @@
 // Runner of the kernel tests: `moe_kernel_tests [filter]` runs every registered case whose name
-// contains `filter`, prints one line per failing check and ends with `N passed, N failed`.
+// contains `filter`, prints one line per failing check and per skipped case and ends with
+// `N passed, N failed` (after `N skipped` when some were).
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -29,6 +30,7 @@ constexpr size_t kMaxPrintedFailuresPerCase = 25;
 
 const TestCase* g_current = nullptr;
 size_t g_case_failures = 0;
+std::string g_case_skip;
 
 }  // namespace
 
@@ -41,6 +43,8 @@ void record_failure(const char* file, int line, const std::string& message) {
     std::printf("FAIL %s: %s:%d: %s\n", g_current ? g_current->name.c_str() : "?", file, line,
                 message.c_str());
 }
+
+void skip(const std::string& reason) { g_case_skip = reason; }
 
 }  // namespace moetest
 
@@ -68,11 +72,12 @@ TEST(physical_core_count_is_positive) { CHECK(moe::physical_core_count() >= 1); 
 int main(int argc, char** argv) {
   using namespace moetest;
   const std::string filter = argc > 1 ? argv[1] : "";
-  size_t passed = 0, failed = 0;
+  size_t passed = 0, failed = 0, skipped = 0;
   for (const TestCase& test : registry()) {
     if (test.name.find(filter) == std::string::npos) continue;
     g_current = &test;
     g_case_failures = 0;
+    g_case_skip.clear();
     try {
       test.fn();
     } catch (const std::exception& e) {
@@ -83,9 +88,15 @@ int main(int argc, char** argv) {
     if (g_case_failures > kMaxPrintedFailuresPerCase)
       std::printf("FAIL %s: ... %zu more failing checks not shown\n", test.name.c_str(),
                   g_case_failures - kMaxPrintedFailuresPerCase);
+    if (g_case_failures == 0 && !g_case_skip.empty()) {
+      std::printf("SKIP %s: %s\n", test.name.c_str(), g_case_skip.c_str());
+      ++skipped;
+      continue;
+    }
     (g_case_failures == 0 ? passed : failed)++;
   }
   if (passed + failed == 0) std::fprintf(stderr, "no test name contains \"%s\"\n", filter.c_str());
+  if (skipped > 0) std::printf("%zu skipped\n", skipped);
   std::printf("%zu passed, %zu failed\n", passed, failed);
   return (failed == 0 && passed > 0) ? 0 : 1;
 }

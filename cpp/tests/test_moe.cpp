@@ -1,4 +1,4 @@
-// MoeLayer (moe.cpp) against the float64 reference of SPEC.md "The MoE forward": dtypes x
+// MoeLayer (moe.cpp) against the float64 reference of docs/spec.md "The MoE forward": dtypes x
 // layouts x orientation x biases x activations, the interleaved-layout seed bug, determinism
 // across thread counts, concurrent calls, bad input.
 #include <algorithm>
@@ -26,7 +26,7 @@ struct Shape {
   size_t E, H, I, K;
 };
 
-// Canonical weights (SPEC.md form). W13 entries in +-9/sqrt(H) give h a standard deviation of
+// Canonical weights (docs/spec.md form). W13 entries in +-9/sqrt(H) give h a standard deviation of
 // about 3 for x in [-1, 1], so swigluoai's clamps at +-7 are reached. Rounded to bf16 when the
 // weights are bf16 (biases too: they have the weight dtype).
 RefLayer make_ref_layer(const Shape& s, moe::Activation act, bool biases, moe::DType wdtype,

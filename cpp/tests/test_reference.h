@@ -1,4 +1,4 @@
-// Independent float64 references of SPEC.md, written from the spec and not from the kernels:
+// Independent float64 references of docs/spec.md, written from the spec and not from the kernels:
 // W13 row permutation, gated activations, routing and the MoE forward.
 #pragma once
 
@@ -97,7 +97,7 @@ inline std::vector<size_t> ref_topk(const std::vector<double>& v, size_t k,
   return idx;
 }
 
-// One token of logits -> K ids and weights, SPEC.md "Routing".
+// One token of logits -> K ids and weights, docs/spec.md "Routing".
 inline void ref_route(const moe::RoutingParams& p, const float* logits, size_t E, size_t K,
                       std::vector<int32_t>& ids, std::vector<double>& weights) {
   std::vector<double> x(logits, logits + E);
@@ -151,7 +151,7 @@ inline void ref_route(const moe::RoutingParams& p, const float* logits, size_t E
 
 // ---- MoE forward -----------------------------------------------------------------------------
 
-// A layer in the canonical form of SPEC.md: W13 [E, 2I, H] halves, W2 [E, H, I], biases
+// A layer in the canonical form of docs/spec.md: W13 [E, 2I, H] halves, W2 [E, H, I], biases
 // [E, 2I] halves and [E, H] (empty when absent). Values are already rounded to the weight dtype.
 struct RefLayer {
   size_t E = 0, H = 0, I = 0;
@@ -159,7 +159,7 @@ struct RefLayer {
   std::vector<float> w13, b13, w2, b2;
 };
 
-// SPEC.md "The MoE forward": x [T, H], ids/weights [T, K] -> out [T, H] (not rounded).
+// docs/spec.md "The MoE forward": x [T, H], ids/weights [T, K] -> out [T, H] (not rounded).
 inline std::vector<double> ref_forward(const RefLayer& L, const std::vector<double>& x, size_t T,
                                        size_t K, const int32_t* ids, const float* weights,
                                        bool bf16_activations) {

@@ -1,4 +1,4 @@
-// Expert selection (routing.cpp) against the float64 reference of SPEC.md "Routing": ids
+// Expert selection (routing.cpp) against the float64 reference of docs/spec.md "Routing": ids
 // exactly, weights to the f32 tolerance; ties to the lower index; bad input throws and writes
 // nothing.
 #include <cstdint>
@@ -51,7 +51,7 @@ void check_routing(const moe::RoutingParams& p, const std::vector<float>& logits
   CHECK_ERROR(relative_error(ref_weights, weights.data()), kTolF32, "weights: " << where);
 }
 
-// Tie-free logits in [-4, 4) (SPEC.md: compare on tie-free data): per token a random
+// Tie-free logits in [-4, 4) (docs/spec.md: compare on tie-free data): per token a random
 // permutation of E grid points 8/E apart, each moved by less than half the spacing. Logits of
 // one token are then at least 4/E apart, so fp32 rounding of exp or sigmoid cannot make two of
 // them equal (plain random floats can: 3.91409779 and 3.91409969 share one fp32 sigmoid).

@@ -64,7 +64,7 @@ constexpr float kErfQ[] = {0.000176360874f, -1.12952316f,    -0.633329988f,
                            -0.108299091f,   0.0251319408f,   -0.00417589815f,
                            0.000435477152f, -2.11841798e-05f};
 
-// ---- gated activations (SPEC.md) -------------------------------------------------------------
+// ---- gated activations (docs/spec.md) -------------------------------------------------------------
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluCubic = 0.044715f;

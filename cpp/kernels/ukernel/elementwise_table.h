@@ -18,7 +18,7 @@ namespace isa {
 // out[i] = f(in[i]) for i < n; in == out is allowed.
 using UnaryF32Fn = void (*)(const float* in, float* out, size_t n);
 
-// out[j] = act(gate[j], up[j]) for j < n (SPEC.md "Gated activations"). Precondition:
+// out[j] = act(gate[j], up[j]) for j < n (docs/spec.md "Gated activations"). Precondition:
 // params.kind is one of the four kinds (activation.cpp checks).
 template <typename T>
 using GatedFn = void (*)(const ActivationParams& params, const T* gate, const T* up, T* out,
