@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 
 #include "format/format.h"
 #include "format/panel.h"
@@ -13,6 +14,7 @@ namespace moe {
 namespace {
 
 constexpr float kInt8Max = 127.0f;
+constexpr double kF16Max = 65504.0;  // the largest finite f16: the largest scale
 
 float scale_value(const uint8_t* p) {
   uint16_t h;
@@ -35,6 +37,10 @@ uint16_t quantize_block(const float* v, int8_t* codes) {
   if (!finite) throw InvalidArgument("int8: the weights hold NaN or infinity, which int8 blocks cannot represent");
   const uint16_t d16 = f32_to_f16(amax / kInt8Max);
   const double d = f16_to_f32(d16);
+  if (!(d <= kF16Max)) {
+    throw InvalidArgument("int8: a block's largest magnitude (" + std::to_string(amax) +
+                          ") needs a scale beyond the f16 range (127 x 65504); use f32, bf16 or mxfp4 weights");
+  }
   const double inverse_ok = d > 0.0 && d <= std::numeric_limits<float>::max() ? 1.0 : 0.0;
   const double divisor = inverse_ok > 0 ? d : 1.0;
   for (size_t j = 0; j < kPanelDepth; ++j) {

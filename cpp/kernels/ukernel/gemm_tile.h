@@ -3,6 +3,7 @@
 //   Ops (one per instruction set and activation type):
 //     V, X (token element), XV (token vector), kStep (depth per step, divides kPanelDepth),
 //     kTokens (widest tile), kWeightsFirst (loop nesting that fits the register file),
+//     kPairTokens (up to this many tokens, tiles of two panels: 1 or 2),
 //     zero(), load_x(p, left) (zero past `left` elements, nothing past them read),
 //     madd(acc, w, x), sum(acc) (fixed-order horizontal sum)
 //   Weights (one per weight format and instruction set):
@@ -79,6 +80,49 @@ void tile(const uint8_t* panel, size_t padded, const typename Ops::X* const* x, 
     }
 }
 
+// Two panels (8 rows) against T <= Ops::kPairTokens tokens. With one or two tokens a single
+// panel gives only 4 or 8 accumulators, each a chain of multiply-adds waiting on the one before
+// (4 cycles of latency): two panels double the independent chains, so the FMA units, not the
+// latency, set the pace. Each (row, token) accumulator sees the same sequence as in tile(), so
+// results are the same bits.
+template <typename Ops, typename Weights, size_t T>
+void tile_pair(const uint8_t* panel, size_t panel_bytes, size_t padded, const typename Ops::X* const* x, size_t n,
+               float* out, size_t tokens, size_t rows) {
+  constexpr size_t R = kPanelRows;
+  const uint8_t* second = panel + panel_bytes;
+  typename Ops::V acc[2 * R][T];
+  MOE_UNROLL
+  for (size_t r = 0; r < 2 * R; ++r)
+    MOE_UNROLL
+    for (size_t t = 0; t < T; ++t) acc[r][t] = Ops::zero();
+  for (size_t k = 0, c = 0; k < n; k += kPanelDepth, ++c) {
+    Weights::prefetch(panel, padded, c);
+    Weights::prefetch(second, padded, c);
+    const typename Weights::Chunk chunk0(panel, padded, c), chunk1(second, padded, c);
+    const size_t left = n - k;
+    MOE_UNROLL
+    for (size_t s = 0; s < kPanelDepth / Ops::kStep; ++s) {
+      if (s * Ops::kStep >= left) break;
+      const size_t at = k + s * Ops::kStep, step_left = left - s * Ops::kStep;
+      typename Ops::XV xv[T];
+      MOE_UNROLL
+      for (size_t t = 0; t < T; ++t) xv[t] = Ops::load_x(x[t] + at, step_left);
+      MOE_UNROLL
+      for (size_t r = 0; r < 2 * R; ++r) {
+        const typename Weights::WV wv = r < R ? chunk0.load(r, s) : chunk1.load(r - R, s);
+        MOE_UNROLL
+        for (size_t t = 0; t < T; ++t) acc[r][t] = Ops::madd(acc[r][t], wv, xv[t]);
+      }
+    }
+  }
+  MOE_UNROLL
+  for (size_t r = 0; r < 2 * R; ++r)
+    MOE_UNROLL
+    for (size_t t = 0; t < T; ++t) {
+      if (r < rows) out[r * tokens + t] = Ops::sum(acc[r][t]);
+    }
+}
+
 // tile<T> for a runtime token count 1 <= tn <= T.
 template <typename Ops, typename Weights, size_t T>
 inline void run_tile(size_t tn, const uint8_t* panel, size_t padded, const typename Ops::X* const* x, size_t n,
@@ -117,7 +161,19 @@ template <typename Ops, typename Weights>
 void gemm(const uint8_t* panels, size_t panel_bytes, size_t padded, size_t rows, const void* const* x_rows,
           size_t tokens, size_t n, float* out, void*) {
   const auto* const* x = reinterpret_cast<const typename Ops::X* const*>(x_rows);
-  for (size_t r0 = 0; r0 < rows; r0 += kPanelRows) {
+  size_t r0 = 0;
+  if (tokens <= Ops::kPairTokens) {
+    for (; r0 + kPanelRows < rows; r0 += 2 * kPanelRows) {
+      const uint8_t* panel = panels + (r0 / kPanelRows) * panel_bytes;
+      const size_t rn = rows - r0 < 2 * kPanelRows ? rows - r0 : 2 * kPanelRows;
+      if (tokens == 1) {
+        tile_pair<Ops, Weights, 1>(panel, panel_bytes, padded, x, n, out + r0 * tokens, tokens, rn);
+      } else {
+        tile_pair<Ops, Weights, Ops::kPairTokens>(panel, panel_bytes, padded, x, n, out + r0 * tokens, tokens, rn);
+      }
+    }
+  }
+  for (; r0 < rows; r0 += kPanelRows) {
     const uint8_t* panel = panels + (r0 / kPanelRows) * panel_bytes;
     const size_t rn = rows - r0 < kPanelRows ? rows - r0 : kPanelRows;
     panel_times_tokens<Ops, Weights>(panel, panel + panel_bytes, panel_bytes, padded, x, tokens, n, out + r0 * tokens, rn);

@@ -31,6 +31,7 @@ struct FmaOps {
   static constexpr size_t kStep = 8;
   static constexpr size_t kTokens = kTileTokens;
   static constexpr bool kWeightsFirst = false;
+  static constexpr size_t kPairTokens = 1;  // 8 accumulators and the decode temporaries: 16 ymm
   static V zero() { return _mm256_setzero_ps(); }
   // AVX2 masks are per-lane sign bits.
   static XV load_x(const float* p, size_t left) {

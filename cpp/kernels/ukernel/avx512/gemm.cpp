@@ -42,6 +42,7 @@ struct FmaOps {
   static constexpr size_t kStep = 16;
   static constexpr size_t kTokens = kTileTokens;
   static constexpr bool kWeightsFirst = true;
+  static constexpr size_t kPairTokens = 2;  // 16 accumulators, 2 token vectors, 8 e2m1 tables
   static V zero() { return _mm512_setzero_ps(); }
   static XV load_x(const float* p, size_t left) {
     return _mm512_maskz_loadu_ps(left >= kStep ? 0xffff : static_cast<__mmask16>((1u << left) - 1), p);
@@ -58,6 +59,7 @@ struct Bf16DotOps {
   static constexpr size_t kStep = 32;
   static constexpr size_t kTokens = kTileTokens;
   static constexpr bool kWeightsFirst = true;
+  static constexpr size_t kPairTokens = 2;
   static V zero() { return _mm512_setzero_ps(); }
   static XV load_x(const uint16_t* p, size_t left) {
     return (__m512bh)_mm512_maskz_loadu_epi16(left >= kStep ? 0xffffffffu : static_cast<__mmask32>((1u << left) - 1), p);
