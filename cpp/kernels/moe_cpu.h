@@ -230,7 +230,8 @@ void decode_mxfp4_bf16(const uint8_t* blocks, const uint8_t* scales, size_t num_
 //          codes = v / 2^(s - 127) rounded to the nearest e2m1 value, ties to even, saturating
 //          at +-6; a block holding NaN or infinity gets the NaN scale 0xFF.
 //   int8:  d = f16(max|v| / 127), q = round(v / d) on the exact quotient, ties away from zero,
-//          clamped to [-127, 127]; NaN or infinity throws InvalidArgument (int8 cannot hold it).
+//          clamped to [-127, 127]; NaN, infinity or a block whose scale would exceed the f16
+//          range (max|v| > 127 x 65504) throws InvalidArgument (int8 cannot hold it).
 void quantize_rows(WeightFormat format, const float* values, size_t rows, size_t depth,
                    void* codes, void* scales);
 void dequantize_rows(WeightFormat format, const void* codes, const void* scales, size_t rows,

@@ -146,7 +146,7 @@ const UKernel* find(moe::WeightFormat f, const char* kernel_set, moe::ukernel::R
 
 void check_kernel(const UKernel& k) {
   const bool bf16 = k.activations == moe::DType::bf16;
-  const bool exact_decode = !bf16 && k.regime != moe::ukernel::Regime::prefill;
+  const bool exact_decode = !bf16 && k.regime != moe::ukernel::Regime::prefill && k.same_bits_as_f32;
   const UKernel* f32_kernel = find(moe::WeightFormat::f32, k.kernel_set, moe::ukernel::Regime::decode);
   const UKernel* scalar = find(k.weights, "scalar", moe::ukernel::Regime::decode);
   const moe::FormatInfo& format = moe::format_info(k.weights);

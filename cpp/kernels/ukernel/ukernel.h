@@ -50,6 +50,9 @@ struct UKernel {
   size_t scratch_per_depth;  // scratch bytes per padded-depth element (0: none); a decoded
                              // dense panel is kPanelRows values per depth element
   GemmFn fn;
+  // A decode kernel with f32 activations that computes with exactly the decoded weights in the
+  // f32 kernel's order gives that kernel's bits; others are held to f32 rounding (docs/spec.md).
+  bool same_bits_as_f32 = true;
 
   size_t scratch_bytes(size_t padded) const { return scratch_per_depth * padded; }
 };

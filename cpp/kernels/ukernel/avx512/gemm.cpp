@@ -218,6 +218,98 @@ struct DecodeToBf16 {
   }
 };
 
+// mxfp4 decode with few tokens, built around the shuffle unit, its limit: the 64 code bytes of
+// a chunk (4 rows x 32 elements) are loaded as 16 dwords, and each of their 8 nibbles k gives
+// 16 lanes at once (vpsrld + vpermps: 2 instructions for 16 weights, against 3 when each row's
+// bytes are widened first). Lane i then holds row i / 4, element e(i % 4, k) = 4 (i % 4) +
+// k / 2 + 16 (k % 2) of the chunk (format/panel.h), so each token row is first laid out in that
+// order (xs, in scratch: 16 floats per k and chunk), and a lane's accumulator belongs to one row.
+// A chunk's 8 products are summed unscaled, then scaled by the rows' block scales (exact powers
+// of two) into the running sum; the 4 lanes of a row are added in a fixed order at the end.
+// Within f32 rounding of the decoded weights, not bit-identical to the f32 kernel (other order).
+constexpr size_t kLaneTokens = 3;  // token rows laid out per pass: 3 x 16 floats per depth
+
+inline size_t lane_element(size_t lane, size_t k) { return 4 * (lane % 4) + k / 2 + 16 * (k % 2); }
+
+void lay_out_tokens(const float* const* x, size_t tn, size_t n, size_t padded, float* xs) {
+  for (size_t t = 0; t < tn; ++t) {
+    float* dst = xs + t * padded * kPanelRows;
+    for (size_t c = 0; c < padded / kPanelDepth; ++c)
+      for (size_t k = 0; k < 8; ++k)
+        for (size_t lane = 0; lane < 16; ++lane) {
+          const size_t e = c * kPanelDepth + lane_element(lane, k);
+          dst[(c * 8 + k) * 16 + lane] = e < n ? x[t][e] : 0.0f;
+        }
+  }
+}
+
+// Lanes 4r .. 4r + 3 get 2^(s_r - 127) (s = 0: the subnormal 2^-127; 0xFF: NaN).
+inline __m512 e8m0_lanes(const uint8_t* scales) {
+  int32_t four;
+  std::memcpy(&four, scales, sizeof four);
+  const __m128i bytes = _mm_shuffle_epi8(_mm_cvtsi32_si128(four), _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+  const __m512i s = _mm512_cvtepu8_epi32(bytes);
+  __m512i bits = _mm512_slli_epi32(s, 23);
+  bits = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(s, _mm512_setzero_si512()), bits, _mm512_set1_epi32(0x00400000));
+  bits = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(s, _mm512_set1_epi32(0xff)), bits, _mm512_set1_epi32(0x7fc00000));
+  return _mm512_castsi512_ps(bits);
+}
+
+template <size_t T>
+void mxfp4_lanes_panel(const uint8_t* panel, size_t padded, const float* xs, float* out, size_t tokens, size_t rows) {
+  const __m512 e2m1 = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f,
+                                     -3.0f, -4.0f, -6.0f);
+  const uint8_t* scales = panel + mxfp4_scales_offset(padded);
+  __m512 acc[T];
+  MOE_UNROLL
+  for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (size_t c = 0; c < padded / kPanelDepth; ++c) {
+    const uint8_t* codes = panel + c * kPanelRows * kMxfp4CodeBytes;
+    prefetch_line(codes + kPrefetchBytes);
+    if (c % 16 == 0) prefetch_line(scales + c * kPanelRows + kPrefetchBytes / 16);
+    const __m512i v = _mm512_loadu_si512(codes);
+    __m512 part[T];
+    MOE_UNROLL
+    for (size_t k = 0; k < 8; ++k) {
+      const __m512 w = _mm512_permutexvar_ps(_mm512_srli_epi32(v, static_cast<unsigned>(4 * k)), e2m1);
+      MOE_UNROLL
+      for (size_t t = 0; t < T; ++t) {
+        const __m512 xv = _mm512_loadu_ps(xs + t * padded * kPanelRows + (c * 8 + k) * 16);
+        part[t] = k == 0 ? _mm512_mul_ps(w, xv) : _mm512_fmadd_ps(w, xv, part[t]);
+      }
+    }
+    const __m512 scale = e8m0_lanes(scales + c * kPanelRows);
+    MOE_UNROLL
+    for (size_t t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(part[t], scale, acc[t]);
+  }
+  MOE_UNROLL
+  for (size_t t = 0; t < T; ++t) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, acc[t]);
+    for (size_t r = 0; r < rows; ++r) {
+      out[r * tokens + t] = (lanes[4 * r] + lanes[4 * r + 1]) + (lanes[4 * r + 2] + lanes[4 * r + 3]);
+    }
+  }
+}
+
+void gemm_mxfp4_lanes(const uint8_t* panels, size_t panel_bytes, size_t padded, size_t rows, const void* const* x_rows,
+                      size_t tokens, size_t n, float* out, void* scratch) {
+  const auto* const* x = reinterpret_cast<const float* const*>(x_rows);
+  float* xs = static_cast<float*>(scratch);
+  for (size_t t0 = 0; t0 < tokens; t0 += kLaneTokens) {
+    const size_t tn = tokens - t0 < kLaneTokens ? tokens - t0 : kLaneTokens;
+    lay_out_tokens(x + t0, tn, n, padded, xs);
+    for (size_t r0 = 0; r0 < rows; r0 += kPanelRows) {
+      const uint8_t* panel = panels + (r0 / kPanelRows) * panel_bytes;
+      const size_t rn = rows - r0 < kPanelRows ? rows - r0 : kPanelRows;
+      float* o = out + r0 * tokens + t0;
+      if (tn == 1) mxfp4_lanes_panel<1>(panel, padded, xs, o, tokens, rn);
+      else if (tn == 2) mxfp4_lanes_panel<2>(panel, padded, xs, o, tokens, rn);
+      else mxfp4_lanes_panel<3>(panel, padded, xs, o, tokens, rn);
+    }
+  }
+}
+
 constexpr auto kF = DType::f32;
 constexpr auto kB = DType::bf16;
 constexpr auto kP = PanelLayout::p4x32;
@@ -239,6 +331,8 @@ const UKernel kKernels[] = {
      gemm_decoded<Bf16DotOps, Bf16PairWeights, DecodeToBf16<Mxfp4Weights>>},
     {"gemm_mxfp4_f32__avx512_4x6_panel", WeightFormat::mxfp4, kF, kP, 4, 6, kPrefill, "avx512", "", 16,
      gemm_decoded<FmaOps, F32Weights, DecodeToF32<Mxfp4Weights>>},
+    {"gemm_mxfp4_f32__avx512_4x3_lanes", WeightFormat::mxfp4, kF, kP, 4, 3, kDecode, "avx512", "", kLaneTokens * 16,
+     gemm_mxfp4_lanes, false},
     {"gemm_mxfp4_f32__avx512_4x6", WeightFormat::mxfp4, kF, kP, 4, 6, kDecode, "avx512", "", 0, gemm<FmaOps, Mxfp4Weights>},
     {"gemm_int8_bf16__avx512bf16_4x6_panel", WeightFormat::int8, kB, kP, 4, 6, kPrefill, "avx512", "avx512bf16", 8,
      gemm_decoded<Bf16DotOps, Bf16PairWeights, DecodeToBf16<Int8Weights>>},

@@ -1,5 +1,5 @@
 // Scalar elementwise kernels: the reference the SIMD tables are tested against (std:: math in
-// fp32, SPEC.md "Gated activations"), the fallback on any CPU, and the one-channel
+// fp32, docs/spec.md "Gated activations"), the fallback on any CPU, and the one-channel
 // moe::gated_activation. Compiled with the baseline flags, so it may use the standard library.
 #include <cmath>
 #include <cstring>
@@ -11,7 +11,7 @@ namespace moe {
 namespace {
 
 constexpr float kInvSqrt2 = 0.70710678118654752f;
-constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2/pi), as in SPEC.md
+constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2/pi), as in docs/spec.md
 constexpr float kGeluCubic = 0.044715f;
 
 // Never evaluates exp of a large positive number, so it cannot produce inf/inf = NaN.
