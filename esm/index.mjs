@@ -12,6 +12,8 @@ export const {
   toBf16,
   fromBf16,
   cpuInfo,
+  quantize,
+  dequantize,
   openCheckpoint,
   loadMoeLayer,
   Checkpoint,

@@ -9,7 +9,10 @@ type RouterLogits = (hidden: Float32Array | Uint16Array, tokens: number, hiddenS
 
 /** The raw binding (cpp/addon/addon.cc). Callers are the facade modules only. */
 export interface NativeBinding {
-  cpuInfo(): { arch: string; features: string[]; kernel: string; kernels: string[]; threads: number };
+  cpuInfo(): {
+    arch: string; features: string[]; kernel: string; kernels: string[]; threads: number;
+    ukernels: { name: string; weights: string; activations: string; regime: string; kernelSet: string; runnable: boolean }[];
+  };
   permuteW13(w: Float32Array | Uint16Array, out: Float32Array | Uint16Array, outer: number,
     intermediate: number, inner: number, toInterleaved: boolean): void;
   gatedActivation(x: Float32Array | Uint16Array, out: Float32Array | Uint16Array, tokens: number,
@@ -40,10 +43,16 @@ export interface NativeTensor {
   scales?: Uint8Array | Uint16Array;
 }
 
-/** The micro-kernels a layer runs (`layer.kernels`). */
+/** The micro-kernels a layer runs (`layer.kernels`); names as in `cpuInfo().ukernels`. */
 export interface KernelChoice {
+  /**
+   * Few tokens per selected expert (bound by the weight stream): f32 activations times the
+   * exactly decoded weights, e.g. 'gemm_mxfp4_f32__avx512_4x6' (gemm_<weights>_<activations>__<isa>_<tile>).
+   */
   decode: string;
+  /** Many tokens per selected expert (bound by arithmetic); may take bf16 activation rows, e.g. 'gemm_mxfp4_bf16__avx512bf16_4x6_panel'. */
   prefill: string;
+  /** From this many tokens per selected expert (T·K / experts hit, on average) a forward uses `prefill`. */
   prefillMinTokensPerExpert: number;
 }
 

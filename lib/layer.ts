@@ -1,14 +1,24 @@
 // MoeLayer: packed expert weights + the fused forward.
 import { checkSwigluLimit, ACTIVATIONS, SWIGLU_ALPHA, type Activation } from './activation';
-import { binding, type NativeLayer } from './binding';
+import { binding, type KernelChoice, type NativeLayer } from './binding';
 import { fromBf16 } from './bf16';
+import {
+  checkBlockMultiple, int8Refusal, layerBias, layerWeight, type Int8Tensor, type Mxfp4Tensor, type QuantizedTensor, type TensorShape,
+  type WeightDtype,
+} from './quantize';
 import { checkRouting, checkTopK, route, type RouteIds, type Routing, type RoutingArg } from './routing';
 import {
   boolean, describe, finiteNumber, object, oneOf, optionalBoolean, positiveInteger, sameType, typedArray, weightArray,
   type WeightArray,
 } from './validate';
 
-export type WeightDtype = 'f32' | 'bf16';
+export type { KernelChoice, WeightDtype };
+
+/**
+ * One expert weight tensor as `MoeLayer` takes it: f32 values, 16-bit values (bf16 bit patterns,
+ * or f16 ones for an `'f16'` layer), or a pre-quantized tensor of the layer's format.
+ */
+export type WeightInput = WeightArray | QuantizedTensor;
 
 export interface MoeLayerOptions {
   numExperts: number;
@@ -18,15 +28,36 @@ export interface MoeLayerOptions {
   activation: Activation;
   /** Required: true for gpt-oss (g0,u0,g1,u1,…), false for halves (Mixtral, Qwen, DeepSeek). */
   isW13Interleaved: boolean;
+  /**
+   * Required: the format the layer holds its expert weights in (biases are held in f32).
+   * - `'f32'`: w13/w2 and biases are Float32Array; `'bf16'`: Uint16Array of bf16 bit patterns.
+   * - `'f16'`: Float32Array (rounded to f16, nearest even) or Uint16Array of f16 bit patterns.
+   * - `'mxfp4'` (4.25 bits a weight), `'int8'` (8.5 bits): Float32Array or bf16 Uint16Array
+   *   values, quantized while packing (rules: `quantize`), or a pre-quantized tensor of that
+   *   format ({@link Mxfp4Tensor}, {@link Int8Tensor}); hiddenSize and intermediateSize must be
+   *   multiples of 32 (blocks of 32 along each matrix's input axis). A NaN or infinity becomes
+   *   a NaN block in mxfp4 and is a RangeError for int8 (which cannot hold it).
+   */
   weightDtype: WeightDtype;
-  /** [E, 2I, H] (or [E, H, 2I] when transposed). */
-  w13: WeightArray;
-  /** [E, H, I] (or [E, I, H] when transposed). */
-  w2: WeightArray;
-  /** [E, 2I], in the W13 layout; same dtype as the weights. */
+  /**
+   * [E, 2I, H] (or [E, H, 2I] when transposed). A pre-quantized tensor is [E, 2I, H/32] blocks
+   * (mxfp4: `blocks` [E, 2I, H/32, 16] and `scales` [E, 2I, H/32]; int8: `codes` [E, 2I, H] and
+   * `scales` [E, 2I, H/32]) and cannot be transposed.
+   */
+  w13: WeightInput;
+  /**
+   * [E, H, I] (or [E, I, H] when transposed). Pre-quantized: mxfp4 `blocks` [E, H, I/32, 16] and
+   * `scales` [E, H, I/32]; int8 `codes` [E, H, I] and `scales` [E, H, I/32]; never transposed.
+   */
+  w2: WeightInput;
+  /**
+   * [E, 2I], in the W13 layout. f32 and bf16 layers: the weights' dtype; f16, mxfp4 and int8
+   * layers: Float32Array, or Uint16Array of f16 (an `'f16'` layer) or bf16 bit patterns.
+   */
   w13Bias?: WeightArray;
-  /** [E, H]; same dtype as the weights. */
+  /** [E, H]; the same types as w13Bias. */
   w2Bias?: WeightArray;
+  /** W13 given as [E, H, 2I] and W2 as [E, I, H] (values only: not with pre-quantized tensors). */
   transposed?: boolean;
   swigluAlpha?: number;
   swigluLimit?: number;
@@ -49,8 +80,6 @@ interface Router {
   weight: WeightArray;
   bias: Float32Array | null;
 }
-
-const DTYPE_ARRAY: Record<WeightDtype, new (n: number) => WeightArray> = { f32: Float32Array, bf16: Uint16Array };
 
 /**
  * One MoE block's experts. The constructor packs the weights into memory the layer owns (the
@@ -89,7 +118,9 @@ export class MoeLayer {
       );
     }
     const interleaved = boolean(o.isW13Interleaved, 'isW13Interleaved');
-    const dtype = oneOf(o.weightDtype, 'weightDtype', ['f32', 'bf16'] as const);
+    const dtype = oneOf(o.weightDtype, 'weightDtype', ['f32', 'bf16', 'f16', 'mxfp4', 'int8'] as const);
+    checkBlockMultiple(dtype, H, 'hiddenSize', 'W13');
+    checkBlockMultiple(dtype, I, 'intermediateSize', 'W2');
     const transposed = optionalBoolean(o.transposed, 'transposed', false);
     const alpha = finiteNumber(o.swigluAlpha, 'swigluAlpha', SWIGLU_ALPHA);
     const limit = checkSwigluLimit(o.swigluLimit, 'swigluLimit');
@@ -97,27 +128,29 @@ export class MoeLayer {
     this.#routing = checkRouting(routing, E, K);
     const threads = o.threads === undefined ? binding.cpuInfo().threads : positiveInteger(o.threads, 'threads');
 
-    const ctor = DTYPE_ARRAY[dtype];
-    const w13Shape = transposed ? `[E=${E}, H=${H}, 2I=${2 * I}]` : `[E=${E}, 2I=${2 * I}, H=${H}]`;
-    const w2Shape = transposed ? `[E=${E}, I=${I}, H=${H}]` : `[E=${E}, H=${H}, I=${I}]`;
-    const w13 = typedArray(o.w13, 'w13', ctor, E * 2 * I * H, w13Shape);
-    const w2 = typedArray(o.w2, 'w2', ctor, E * H * I, w2Shape);
-    const w13Bias = o.w13Bias === undefined ? null : typedArray(o.w13Bias, 'w13Bias', ctor, E * 2 * I, `[E=${E}, 2I=${2 * I}]`);
-    const w2Bias = o.w2Bias === undefined ? null : typedArray(o.w2Bias, 'w2Bias', ctor, E * H, `[E=${E}, H=${H}]`);
+    const w13Shape: TensorShape = { outer: [['E', E], ['2I', 2 * I]], depthName: 'H', depth: H };
+    const w2Shape: TensorShape = { outer: [['E', E], ['H', H]], depthName: 'I', depth: I };
+    const w13 = layerWeight(o.w13, 'w13', dtype, w13Shape, transposed);
+    const w2 = layerWeight(o.w2, 'w2', dtype, w2Shape, transposed);
+    const w13Bias = o.w13Bias === undefined ? null : layerBias(o.w13Bias, 'w13Bias', dtype, E * 2 * I, `[E=${E}, 2I=${2 * I}]`);
+    const w2Bias = o.w2Bias === undefined ? null : layerBias(o.w2Bias, 'w2Bias', dtype, E * H, `[E=${E}, H=${H}]`);
     const routerWeight = o.routerWeight === undefined ? null : routerArray(o.routerWeight, 'routerWeight', E * H, `[E=${E}, H=${H}]`);
     if (o.routerBias !== undefined && !routerWeight) {
       throw new TypeError('routerBias: given without routerWeight; pass routerWeight [E, H] too, or drop routerBias');
     }
     const routerBias = o.routerBias === undefined ? null : routerArray(o.routerBias, 'routerBias', E, `[E=${E}]`);
 
-    this.#native = new binding.NativeLayer(
-      {
-        numExperts: E, hiddenSize: H, intermediateSize: I, topK: K, activation,
-        isW13Interleaved: interleaved, transposed, swigluAlpha: alpha, swigluLimit: limit, threads, weightDtype: dtype,
-      },
-      { format: dtype, data: w13 }, { format: dtype, data: w2 },
-      w13Bias && { format: dtype, data: w13Bias }, w2Bias && { format: dtype, data: w2Bias },
-    );
+    try {
+      this.#native = new binding.NativeLayer(
+        {
+          numExperts: E, hiddenSize: H, intermediateSize: I, topK: K, activation,
+          isW13Interleaved: interleaved, transposed, swigluAlpha: alpha, swigluLimit: limit, threads, weightDtype: dtype,
+        },
+        w13, w2, w13Bias, w2Bias,
+      );
+    } catch (err) {
+      throw dtype === 'int8' ? int8Refusal(err, [['w13', w13], ['w2', w2]], 'weightDtype') : err;
+    }
     this.numExperts = E;
     this.hiddenSize = H;
     this.intermediateSize = I;
@@ -133,6 +166,15 @@ export class MoeLayer {
       bias: routerBias && (routerBias instanceof Uint16Array ? fromBf16(routerBias) : routerBias.slice()),
     };
     this.hasRouter = this.#router !== null;
+  }
+
+  /**
+   * The micro-kernels this layer's forward runs (on this CPU, under the kernel set in use):
+   * `decode` below `prefillMinTokensPerExpert` tokens per selected expert on average, `prefill`
+   * from there on (and for bf16 hidden where the prefill kernel takes bf16 rows).
+   */
+  get kernels(): KernelChoice {
+    return this.#live().kernels;
   }
 
   /** Bytes of packed weights and biases held by the layer, router included (0 once disposed). */

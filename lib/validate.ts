@@ -66,19 +66,25 @@ function isDetached(buffer: ArrayBufferLike): boolean {
   }
 }
 
-type ArrayConstructor = Float32ArrayConstructor | Uint16ArrayConstructor | Int32ArrayConstructor;
+type ArrayConstructor =
+  | Float32ArrayConstructor | Uint16ArrayConstructor | Int32ArrayConstructor | Uint8ArrayConstructor | Int8ArrayConstructor;
 const DTYPE_NAME = new Map<ArrayConstructor, string>([
   [Float32Array, 'Float32Array (f32)'],
   [Uint16Array, 'Uint16Array (bf16 bit patterns)'],
   [Int32Array, 'Int32Array'],
+  [Uint8Array, 'Uint8Array'],
+  [Int8Array, 'Int8Array'],
 ]);
 
-/** Checks the array type and, when `length` is given, its length; `shape` explains it. */
-export function typedArray<T extends Float32Array | Uint16Array | Int32Array>(
-  value: unknown, name: string, ctor: { new (n: number): T }, length?: number, shape?: string,
+/**
+ * Checks the array type and, when `length` is given, its length; `shape` explains it. `what`
+ * replaces the default description of the expected type (e.g. 'Uint16Array (f16 bit patterns)').
+ */
+export function typedArray<T extends Float32Array | Uint16Array | Int32Array | Uint8Array | Int8Array>(
+  value: unknown, name: string, ctor: { new (n: number): T }, length?: number, shape?: string, what?: string,
 ): T {
   if (!(value instanceof (ctor as unknown as ArrayConstructor))) {
-    throw new TypeError(`${name}: expected ${DTYPE_NAME.get(ctor as unknown as ArrayConstructor)}, got ${describe(value)}`);
+    throw new TypeError(`${name}: expected ${what ?? DTYPE_NAME.get(ctor as unknown as ArrayConstructor)}, got ${describe(value)}`);
   }
   const array = value as T;
   if (isDetached(array.buffer)) throw new TypeError(`${name}: its ArrayBuffer is detached`);

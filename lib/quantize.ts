@@ -1,0 +1,326 @@
+// Weight formats: the packed formats a layer can hold, pre-quantized tensors as checkpoints
+// store them, quantize() / dequantize(), and the checks MoeLayer runs on its weights.
+import { binding, type NativeTensor } from './binding';
+import { describe, oneOf, positiveInteger, typedArray } from './validate';
+
+/**
+ * The format a layer holds its expert weights in (biases are always held in f32):
+ * - `'f32'`, `'bf16'`, `'f16'`: one value per weight (32, 16, 16 bits);
+ * - `'mxfp4'`: OCP MX e2m1 codes with one e8m0 scale per block of 32 weights along the input axis
+ *   (4.25 bits a weight), as gpt-oss checkpoints ship them;
+ * - `'int8'`: int8 codes with one f16 scale per block of 32 (8.5 bits a weight; ggml's q8_0).
+ */
+export type WeightDtype = 'f32' | 'bf16' | 'f16' | 'mxfp4' | 'int8';
+
+/** The block-quantized formats. */
+export type QuantizedFormat = 'mxfp4' | 'int8';
+
+/**
+ * MXFP4 tensor of `rows` rows of `depth` values (depth a multiple of 32), laid out as gpt-oss
+ * checkpoints store `*_blocks` and `*_scales`: for every row, depth / 32 blocks.
+ */
+export interface Mxfp4Tensor {
+  /** [rows, depth / 32, 16]: 16 bytes of e2m1 codes per block of 32 values, element 2j in the low nibble of byte j, 2j + 1 in the high one. */
+  blocks: Uint8Array;
+  /** [rows, depth / 32]: one e8m0 scale byte per block, 2^(s − 127); 0xFF is NaN. */
+  scales: Uint8Array;
+}
+
+/** int8 tensor of `rows` rows of `depth` values (depth a multiple of 32): value = code · scale. */
+export interface Int8Tensor {
+  /** [rows, depth]: codes in [-127, 127]. */
+  codes: Int8Array;
+  /** [rows, depth / 32]: one f16 scale (bit pattern) per block of 32 codes along the row. */
+  scales: Uint16Array;
+}
+
+export type QuantizedTensor = Mxfp4Tensor | Int8Tensor;
+
+/** Values along the input axis that share one scale in 'mxfp4' and 'int8'. */
+export const BLOCK_VALUES = 32;
+const MXFP4_BLOCK_BYTES = 16;
+
+const WEIGHT_DTYPES: readonly WeightDtype[] = ['f32', 'bf16', 'f16', 'mxfp4', 'int8'];
+const QUANTIZED: readonly QuantizedFormat[] = ['mxfp4', 'int8'];
+
+export function isQuantized(dtype: WeightDtype): dtype is QuantizedFormat {
+  return dtype === 'mxfp4' || dtype === 'int8';
+}
+
+/** Like describe(), but a plain object shows its keys: `{ blocks, scales }`. */
+function describeValue(value: unknown): string {
+  if (value && typeof value === 'object' && !ArrayBuffer.isView(value)) {
+    const proto = Object.getPrototypeOf(value);
+    if (proto === Object.prototype || proto === null) {
+      const keys = Object.keys(value);
+      return keys.length ? `{ ${keys.slice(0, 6).join(', ')}${keys.length > 6 ? ', …' : ''} }` : '{}';
+    }
+  }
+  return describe(value);
+}
+
+/** A view on `rows` rows of `depth` values, with the names used in messages. */
+export interface TensorShape {
+  /** Leading dimensions, e.g. [['E', 5], ['2I', 192]]; their product is the row count. */
+  outer: [string, number][];
+  depthName: string;
+  depth: number;
+}
+
+function rowsOf(s: TensorShape): number {
+  return s.outer.reduce((a, [, n]) => a * n, 1);
+}
+
+function dims(s: TensorShape, last: string[]): string {
+  return `[${[...s.outer.map(([k, n]) => `${k}=${n}`), ...last].join(', ')}]`;
+}
+
+function valuesShape(s: TensorShape, transposed = false): string {
+  const depth = `${s.depthName}=${s.depth}`;
+  if (!transposed) return dims(s, [depth]);
+  // [E, rows, depth] given as [E, depth, rows]
+  const [first, ...rest] = s.outer;
+  return `[${[`${first[0]}=${first[1]}`, depth, ...rest.map(([k, n]) => `${k}=${n}`)].join(', ')}]`;
+}
+
+function blocksOf(s: TensorShape): string {
+  return `${s.depthName}/${BLOCK_VALUES}=${s.depth / BLOCK_VALUES}`;
+}
+
+const MXFP4_TENSOR = '{ blocks: Uint8Array, scales: Uint8Array } (pre-quantized mxfp4)';
+const INT8_TENSOR = '{ codes: Int8Array, scales: Uint16Array } (pre-quantized int8)';
+
+/**
+ * Checks a pre-quantized tensor of `format` (the object, its fields, their lengths) and returns
+ * it as the addon takes it. `name` names it in messages ('w13', 'tensor').
+ */
+function quantizedTensor(value: unknown, name: string, format: QuantizedFormat, s: TensorShape, context: string,
+  beforeFields?: () => void): NativeTensor {
+  const o = value as Record<string, unknown>;
+  const rows = rowsOf(s), blocks = rows * (s.depth / BLOCK_VALUES);
+  if (format === 'mxfp4') {
+    if (o.blocks === undefined && o.codes !== undefined) {
+      throw new TypeError(`${name}: expected ${MXFP4_TENSOR} for ${context} 'mxfp4', got ${describeValue(value)} (an int8 tensor)`);
+    }
+    beforeFields?.();
+    const data = typedArray(o.blocks, `${name}.blocks`, Uint8Array, blocks * MXFP4_BLOCK_BYTES,
+      dims(s, [blocksOf(s), '16']), 'Uint8Array (mxfp4 e2m1 codes, 16 bytes per block of 32 values)');
+    const scales = typedArray(o.scales, `${name}.scales`, Uint8Array, blocks, dims(s, [blocksOf(s)]),
+      'Uint8Array (mxfp4 e8m0 scales, one per block of 32 values)');
+    return { format, data, scales };
+  }
+  if (o.codes === undefined && o.blocks !== undefined) {
+    throw new TypeError(`${name}: expected ${INT8_TENSOR} for ${context} 'int8', got ${describeValue(value)} (an mxfp4 tensor)`);
+  }
+  beforeFields?.();
+  const data = typedArray(o.codes, `${name}.codes`, Int8Array, rows * s.depth, dims(s, [`${s.depthName}=${s.depth}`]),
+    'Int8Array (int8 codes in [-127, 127])');
+  const scales = typedArray(o.scales, `${name}.scales`, Uint16Array, blocks, dims(s, [blocksOf(s)]),
+    'Uint16Array (int8 f16 scales, one per block of 32 values)');
+  return { format, data, scales };
+}
+
+function isTensorObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !ArrayBuffer.isView(value);
+}
+
+/** What a weight of a layer of `dtype` may be, for messages. */
+function acceptedWeights(dtype: WeightDtype): string {
+  switch (dtype) {
+    case 'f32': return 'Float32Array (f32)';
+    case 'bf16': return 'Uint16Array (bf16 bit patterns)';
+    case 'f16': return 'Float32Array (f32 values) or Uint16Array (f16 bit patterns)';
+    case 'mxfp4': return `Float32Array (f32 values), Uint16Array (bf16 bit patterns) or ${MXFP4_TENSOR}`;
+    case 'int8': return `Float32Array (f32 values), Uint16Array (bf16 bit patterns) or ${INT8_TENSOR}`;
+  }
+}
+
+/**
+ * A layer's weight (w13 or w2) as the addon takes it. f32 and bf16 layers take their own dtype
+ * only; f16, mxfp4 and int8 layers also take f32 values (and bf16 ones for mxfp4/int8), converted
+ * while packing, and mxfp4/int8 layers pre-quantized tensors of their format (not transposed).
+ */
+export function layerWeight(value: unknown, name: string, dtype: WeightDtype, s: TensorShape, transposed: boolean): NativeTensor {
+  const length = rowsOf(s) * s.depth;
+  const shape = valuesShape(s, transposed);
+  if (dtype === 'f32') return { format: 'f32', data: typedArray(value, name, Float32Array, length, shape) };
+  if (dtype === 'bf16') return { format: 'bf16', data: typedArray(value, name, Uint16Array, length, shape) };
+  if (value instanceof Float32Array) return { format: 'f32', data: typedArray(value, name, Float32Array, length, shape) };
+  if (value instanceof Uint16Array) {
+    const format = dtype === 'f16' ? 'f16' : 'bf16';
+    return { format, data: typedArray(value, name, Uint16Array, length, shape, `Uint16Array (${format} bit patterns)`) };
+  }
+  if (isQuantized(dtype) && isTensorObject(value)) {
+    return quantizedTensor(value, name, dtype, s, 'weightDtype', () => {
+      if (transposed) {
+        throw new RangeError(
+          `transposed: expected false with a pre-quantized ${dtype} ${name} (its blocks of 32 run along the input axis ` +
+          `of each output row: ${dims(s, [`${s.depthName}=${s.depth}`])}), got true; ` +
+          'quantize the rows in that orientation, or pass f32/bf16 values');
+      }
+    });
+  }
+  throw new TypeError(`${name}: expected ${acceptedWeights(dtype)} for weightDtype '${dtype}', got ${describeValue(value)}`);
+}
+
+/** A layer's bias: f32 and bf16 layers take their own dtype; the others f32, or 16-bit values (f16 for 'f16', else bf16). */
+export function layerBias(value: unknown, name: string, dtype: WeightDtype, length: number, shape: string): NativeTensor {
+  if (dtype === 'f32') return { format: 'f32', data: typedArray(value, name, Float32Array, length, shape) };
+  if (dtype === 'bf16') return { format: 'bf16', data: typedArray(value, name, Uint16Array, length, shape) };
+  const half = dtype === 'f16' ? 'f16' : 'bf16';
+  if (value instanceof Float32Array) return { format: 'f32', data: typedArray(value, name, Float32Array, length, shape) };
+  if (value instanceof Uint16Array) {
+    return { format: half, data: typedArray(value, name, Uint16Array, length, shape, `Uint16Array (${half} bit patterns)`) };
+  }
+  throw new TypeError(`${name}: expected Float32Array (f32) or Uint16Array (${half} bit patterns) for weightDtype '${dtype}', got ${describeValue(value)}`);
+}
+
+/** Quantized layers: H and I must be multiples of the block (each is the input axis of one matrix). */
+export function checkBlockMultiple(dtype: WeightDtype, value: number, name: string, matrix: string): void {
+  if (isQuantized(dtype) && value % BLOCK_VALUES !== 0) {
+    throw new RangeError(
+      `${name}: expected a multiple of ${BLOCK_VALUES} for weightDtype '${dtype}' (blocks of ${BLOCK_VALUES} values ` +
+      `along the input axis of ${matrix}), got ${value}`);
+  }
+}
+
+/** Index of the first NaN or infinity in f32 values or bf16 bit patterns, or -1. */
+function firstNonFinite(a: Float32Array | Uint16Array): { index: number; value: number } | null {
+  if (a instanceof Float32Array) {
+    for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return { index: i, value: a[i] };
+    return null;
+  }
+  for (let i = 0; i < a.length; i++) {
+    if ((a[i] & 0x7f80) === 0x7f80) return { index: i, value: a[i] & 0x7f ? NaN : a[i] & 0x8000 ? -Infinity : Infinity };
+  }
+  return null;
+}
+
+/** The largest magnitude an int8 block can hold: 127 times the largest f16 scale. */
+const INT8_MAX_MAGNITUDE = 127 * 65504;
+
+function firstBeyond(a: Float32Array | Uint16Array, limit: number): { index: number; value: number } | null {
+  for (let i = 0; i < a.length; i++) {
+    const v = a instanceof Float32Array ? a[i] : fromBf16Bits(a[i]);
+    if (Math.abs(v) > limit) return { index: i, value: v };
+  }
+  return null;
+}
+
+function fromBf16Bits(bits: number): number {
+  const view = new DataView(new ArrayBuffer(4));
+  view.setUint32(0, bits << 16);
+  return view.getFloat32(0);
+}
+
+/**
+ * int8 refuses NaN and infinity (it has no code for them). The kernel library finds them while
+ * quantizing, at no extra pass over the weights; this turns its error into one that names the
+ * argument and the index (found by scanning, on the error path only). Other errors pass through.
+ */
+export function int8Refusal(err: unknown, tensors: [string, NativeTensor | null][], context: string): unknown {
+  if (!(err instanceof RangeError)) return err;
+  const tooLarge = /^int8: .*beyond the f16 range/.test(err.message);
+  if (!tooLarge && !/^int8: .*NaN or infinity/.test(err.message)) return err;
+  for (const [name, t] of tensors) {
+    if (!t || !(t.format === 'f32' || t.format === 'bf16')) continue;
+    if (tooLarge) {
+      const big = firstBeyond(t.data as Float32Array | Uint16Array, INT8_MAX_MAGNITUDE);
+      if (big) {
+        return new RangeError(
+          `${name}[${big.index}]: expected |value| <= ${INT8_MAX_MAGNITUDE} for ${context} 'int8' (its block's f16 scale would overflow), got ${big.value}`,
+          { cause: err });
+      }
+      continue;
+    }
+    const bad = firstNonFinite(t.data as Float32Array | Uint16Array);
+    if (bad) {
+      return new RangeError(
+        `${name}[${bad.index}]: expected a finite value for ${context} 'int8' (int8 blocks cannot hold NaN or infinity), got ${bad.value}`,
+        { cause: err });
+    }
+  }
+  return err;
+}
+
+/** [rows, depth] of quantize/dequantize; quantized formats need depth % 32 == 0. */
+function matrixShape(value: unknown, format: WeightDtype): { rows: number; depth: number } {
+  if (!Array.isArray(value)) throw new TypeError(`shape: expected [rows, depth], got ${describeValue(value)}`);
+  if (value.length !== 2) throw new RangeError(`shape: expected [rows, depth] (2 entries), got ${value.length} entries`);
+  const rows = positiveInteger(value[0], 'shape[0] (rows)');
+  const depth = positiveInteger(value[1], 'shape[1] (depth)');
+  if (isQuantized(format) && depth % BLOCK_VALUES !== 0) {
+    throw new RangeError(
+      `shape[1] (depth): expected a multiple of ${BLOCK_VALUES} for '${format}' (blocks of ${BLOCK_VALUES} values along each row), got ${depth}`);
+  }
+  return { rows, depth };
+}
+
+function plainShape(rows: number, depth: number): TensorShape {
+  return { outer: [['rows', rows]], depthName: 'depth', depth };
+}
+
+/**
+ * Quantizes `rows` rows of `depth` f32 values (row-major [rows, depth], depth a multiple of 32)
+ * to blocks of 32 along each row, laid out as checkpoints store them. The rules:
+ * - mxfp4: scale s = floor(log2(max|v|)) − 2 + 127 (0 for an all-zero block), codes = v / 2^(s − 127)
+ *   rounded to the nearest e2m1 value, ties to even, saturating at ±6 (s clamped to [0, 254]);
+ *   a block holding a NaN or an infinity gets scale 0xFF (NaN);
+ * - int8: d = f16(max|v| / 127), codes = round(v / d) (the exact quotient with the stored d),
+ *   ties away from zero, clamped to [-127, 127]; NaN or infinity is a RangeError naming the
+ *   first such value (int8 cannot hold it).
+ * For a layer's W13 [E, 2I, H] pass shape [E·2I, H]; for W2 [E, H, I], [E·H, I].
+ */
+export function quantize(values: Float32Array, shape: readonly [number, number], format: 'mxfp4'): Mxfp4Tensor;
+export function quantize(values: Float32Array, shape: readonly [number, number], format: 'int8'): Int8Tensor;
+export function quantize(values: Float32Array, shape: readonly [number, number], format: QuantizedFormat): QuantizedTensor;
+export function quantize(values: Float32Array, shape: readonly [number, number], format: QuantizedFormat): QuantizedTensor {
+  const src = typedArray(values, 'values', Float32Array);
+  const f = oneOf(format, 'format', QUANTIZED);
+  const { rows, depth } = matrixShape(shape, f);
+  if (src.length !== rows * depth) {
+    throw new RangeError(`values: expected length ${rows * depth} ([rows=${rows}, depth=${depth}]), got ${src.length}`);
+  }
+  const blocks = rows * (depth / BLOCK_VALUES);
+  if (f === 'mxfp4') {
+    const out: Mxfp4Tensor = { blocks: new Uint8Array(blocks * MXFP4_BLOCK_BYTES), scales: new Uint8Array(blocks) };
+    binding.quantize('mxfp4', src, rows, depth, out.blocks, out.scales);
+    return out;
+  }
+  const out: Int8Tensor = { codes: new Int8Array(rows * depth), scales: new Uint16Array(blocks) };
+  try {
+    binding.quantize('int8', src, rows, depth, out.codes, out.scales);
+  } catch (err) {
+    throw int8Refusal(err, [['values', { format: 'f32', data: src }]], 'format');
+  }
+  return out;
+}
+
+/**
+ * The exact f32 values of a tensor of `rows` rows of `depth` values in `format`: a
+ * pre-quantized mxfp4 or int8 tensor, or f32 values / bf16 or f16 bit patterns (a new array).
+ */
+export function dequantize(tensor: Mxfp4Tensor, shape: readonly [number, number], format: 'mxfp4'): Float32Array;
+export function dequantize(tensor: Int8Tensor, shape: readonly [number, number], format: 'int8'): Float32Array;
+export function dequantize(tensor: Float32Array, shape: readonly [number, number], format: 'f32'): Float32Array;
+export function dequantize(tensor: Uint16Array, shape: readonly [number, number], format: 'bf16' | 'f16'): Float32Array;
+export function dequantize(tensor: QuantizedTensor | Float32Array | Uint16Array, shape: readonly [number, number], format: WeightDtype): Float32Array;
+export function dequantize(tensor: QuantizedTensor | Float32Array | Uint16Array, shape: readonly [number, number], format: WeightDtype): Float32Array {
+  const f = oneOf(format, 'format', WEIGHT_DTYPES);
+  const { rows, depth } = matrixShape(shape, f);
+  const s = plainShape(rows, depth);
+  let t: NativeTensor;
+  if (f === 'mxfp4' || f === 'int8') {
+    if (!isTensorObject(tensor)) {
+      throw new TypeError(`tensor: expected ${f === 'mxfp4' ? MXFP4_TENSOR : INT8_TENSOR}, got ${describeValue(tensor)}`);
+    }
+    t = quantizedTensor(tensor, 'tensor', f, s, 'format');
+  } else if (f === 'f32') {
+    t = { format: f, data: typedArray(tensor, 'tensor', Float32Array, rows * depth, valuesShape(s)) };
+  } else {
+    t = { format: f, data: typedArray(tensor, 'tensor', Uint16Array, rows * depth, valuesShape(s), `Uint16Array (${f} bit patterns)`) };
+  }
+  const out = new Float32Array(rows * depth);
+  binding.dequantize(f, t.data, t.scales ?? null, rows, depth, out);
+  return out;
+}
