@@ -1,10 +1,13 @@
 // moe-cpu: the Mixture-of-Experts layer of modern LLMs, on the CPU, from Node.js.
-export { MoeLayer, type MoeLayerOptions, type Route, type WeightDtype } from './layer';
+export { MoeLayer, type MoeLayerOptions, type Route, type WeightInput, type KernelChoice } from './layer';
+export {
+  quantize, dequantize, type WeightDtype, type QuantizedFormat, type Mxfp4Tensor, type Int8Tensor, type QuantizedTensor,
+} from './quantize';
 export { deinterleaveW13, interleaveW13, type W13Shape } from './layout';
 export { swigluoai, siluAndMul, geluAndMul, type Activation, type GatedShape } from './activation';
 export { selectExperts, type Routing, type RouteIds, type SelectExpertsOptions } from './routing';
 export { toBf16, fromBf16 } from './bf16';
-export { cpuInfo, type CpuInfo } from './cpu';
+export { cpuInfo, type CpuInfo, type MicroKernelInfo } from './cpu';
 export type { WeightArray } from './validate';
 export {
   openCheckpoint, loadMoeLayer, Checkpoint, type LoadMoeLayerOptions, type MoeLayerInfo,
@@ -13,3 +16,6 @@ export { MoeBlock, type MoeBlockOptions } from './checkpoint/block';
 export { CheckpointError } from './checkpoint/errors';
 export type { CheckpointConfig, Family as CheckpointFamily, SharedExpertConfig } from './checkpoint/config';
 export type { TensorGroup } from './checkpoint/families';
+export type {
+  LoadMoeLayersOptions, LoadProgress, EstimateOptions, CheckpointEstimate,
+} from './checkpoint/checkpoint';

@@ -32,6 +32,29 @@ describe('moe-cpu inspect', () => {
     ]) expect(r.stdout).toContain(s);
   });
 
+  test('each layer\'s stored format and the weightDtype it loads as: the default and why, or --dtype', () => {
+    const r = cli('inspect', gptOss.dir);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('stored       MXFP4 (U8 e2m1 blocks + e8m0 scales)');
+    expect(r.stdout).toMatch(/loads as     mxfp4 \(default: MXFP4 checkpoints load as mxfp4: the blocks and scales go into the layer as stored/);
+    expect(r.stdout).toMatch(/loaded: [\d.]+ [kMG]?B \(mxfp4\), [\d.]+ [kMG]?B \(int8\), [\d.]+ [kMG]?B \(bf16\), [\d.]+ [kMG]?B \(f16\), [\d.]+ [kMG]?B \(f32\)/);
+    expect(r.stdout).toMatch(/0-1 +MXFP4 +mxfp4 \(default\) +[\d.]+ [kMG]?B each/);
+    expect(r.stdout).toMatch(/all 2: [\d.]+ [kMG]?B packed, [\d.]+ [kMG]?B at peak while loading \(loadMoeLayers\); [\d.]+ GB available/);
+    const int8 = cli('inspect', gptOss.dir, '--dtype', 'int8');
+    expect(int8.status, int8.stderr).toBe(0);
+    expect(int8.stdout).toContain('loads as     int8 (--dtype; quantized while packing; default mxfp4)');
+    expect(int8.stdout).toMatch(/0-1 +MXFP4 +int8 +[\d.]+ [kMG]?B each/);
+    const f16 = cli('inspect', qwen2.dir, '--dtype', 'f16', '--json');
+    expect(f16.status, f16.stderr).toBe(0);
+    const j = JSON.parse(f16.stdout);
+    expect(j.layers).toEqual([{ layer: 1, stored: 'BF16', weightDtype: 'f16', bytes: j.estimate.bytes, error: null }]);
+    expect(j.layer.defaultWeightDtype).toBe('bf16');
+    // Qwen2 synthetic: H = 40, I = 24: no blocks of 32.
+    const mx = cli('inspect', qwen2.dir, '--dtype', 'mxfp4');
+    expect(mx.status).toBe(1);
+    expect(mx.stdout).toContain("cannot load as mxfp4: 'mxfp4' packs blocks of 32 values along the input axis");
+  });
+
   test('per-expert tensors grouped, shared expert, --layer, --json', () => {
     const r = cli('inspect', qwen2.dir, '--layer', '1');
     expect(r.status, r.stderr).toBe(0);
@@ -69,13 +92,37 @@ describe('moe-cpu run', () => {
     const sums = ['1', '2'].map((threads) => {
       const r = cli('run', gptOss.dir, '--layer', '1', '--tokens', '3', '--threads', threads, '--iters', '2', '--verify');
       expect(r.status, r.stderr + r.stdout).toBe(0);
-      for (const s of ['layer 1 (gpt-oss: E=8 K=4 H=96 I=32)', 'load: ', 'MXFP4 -> bf16', 'layer holds', 'RSS', 'forward: T=3', 'median']) {
+      for (const s of ['layer 1 (gpt-oss: E=8 K=4 H=96 I=32)', 'load: ', 'MXFP4 -> mxfp4', 'layer holds', 'RSS', 'peak', 'kernels: decode gemm_mxfp4_', 'forward: T=3', 'median']) {
         expect(r.stdout).toContain(s);
       }
       expect(r.stdout).toMatch(/verify: scalar kernels .*: ok/);
       return /checksum: (.*)/.exec(r.stdout)![1];
     });
     expect(sums[0]).toBe(sums[1]);
+  });
+
+  test('--dtype mxfp4|int8|bf16|f16|f32: the layer holds that format and says which kernels it runs', () => {
+    for (const dtype of ['mxfp4', 'int8', 'bf16', 'f16', 'f32']) {
+      const r = cli('run', gptOss.dir, '--layer', '0', '--tokens', '2', '--dtype', dtype, '--iters', '1', '--verify');
+      expect(r.status, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toContain(`MXFP4 -> ${dtype}`);
+      expect(r.stdout).toMatch(new RegExp(`kernels: decode gemm_${dtype}_f32__\\w+, prefill gemm_${dtype}_\\w+ \\(from \\d+ tokens per selected expert on average\\)`));
+      expect(r.stdout).toMatch(/verify: .*: ok/);
+    }
+  });
+
+  test('--all-layers: every MoE layer through loadMoeLayers, bytes held, RSS, peak', () => {
+    const r = cli('run', gptOss.dir, '--all-layers', '--tokens', '2', '--iters', '1', '--verify');
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    for (const s of ['all 2 MoE layers 0-1', 'estimate: ', 'layer 0 (1/2)', 'layer 1 (2/2)', 'load: 2 layers in', 'MXFP4 -> mxfp4', 'sum of block.bytes', 'peak', 'RSS / held', 'through 2 layers']) {
+      expect(r.stdout).toContain(s);
+    }
+    const out = path.join(gptOss.dir, 'all.bin');
+    expect(cli('run', gptOss.dir, '--all-layers', '--tokens', '2', '--iters', '1', '--out', out).status).toBe(0);
+    expect(fs.statSync(out).size).toBe(2 * 2 * gptOss.dims.H * 4);
+    const tight = spawnSync(process.execPath, [CLI, 'run', gptOss.dir, '--all-layers'], { encoding: 'utf8', env: { ...process.env, MOE_CPU_AVAILABLE_MEMORY: '1000' } });
+    expect(tight.status).toBe(1);
+    expect(tight.stderr).toMatch(/loading MoE layers 0-1 \(2\) as mxfp4 needs [\d.]+ [kMG]?B .*, but 1.0 kB is available \(MOE_CPU_AVAILABLE_MEMORY\); nothing was loaded/);
   });
 
   test('--dtype, --hidden, --seed and --out', () => {
@@ -93,12 +140,15 @@ describe('moe-cpu run', () => {
       [['run', qwen2.dir], '--layer: required'],
       [['run', qwen2.dir, '--layer', '0'], 'layer 0 is in mlp_only_layers'],
       [['run', qwen2.dir, '--layer', '1', '--tokens', '0'], '--tokens: expected a positive integer'],
-      [['run', qwen2.dir, '--layer', '1', '--dtype', 'f16'], '--dtype: expected f32 or bf16'],
+      [['run', qwen2.dir, '--layer', '1', '--dtype', 'q4'], '--dtype: expected one of mxfp4, int8, bf16, f16, f32'],
+      [['run', qwen2.dir, '--layer', '1', '--dtype', 'mxfp4'], "weightDtype: 'mxfp4' packs blocks of 32"],
+      [['run', qwen2.dir, '--layer', '1', '--all-layers'], '--layer and --all-layers'],
+      [['inspect', qwen2.dir, '--dtype', 'q4'], '--dtype: expected one of'],
     ] as const) {
       const r = cli(...args);
       expect(r.status, args.join(' ')).toBe(1);
       expect(r.stderr).toContain(message);
     }
-    expect(cli('--help').stdout).toMatch(/moe-cpu inspect <dir>[\s\S]*moe-cpu run <dir> --layer N/);
+    expect(cli('--help').stdout).toMatch(/moe-cpu inspect <dir>[\s\S]*moe-cpu run <dir> --layer N \| --all-layers/);
   });
 });

@@ -169,7 +169,12 @@ describe('checkpoints that contradict themselves (loadMoeLayer plans before read
     await expect(ckpt.loadMoeLayer(3)).rejects.toThrow(RangeError);
     await expect(ckpt.loadMoeLayer(1.5)).rejects.toThrow(/layer: expected an integer in \[0, 3\)/);
     await expect(ckpt.loadMoeLayer('1' as never)).rejects.toThrow(TypeError);
-    await expect(ckpt.loadMoeLayer(1, { weightDtype: 'f16' as never })).rejects.toThrow(/weightDtype: expected one of 'f32', 'bf16', got 'f16'/);
+    await expect(ckpt.loadMoeLayer(1, { weightDtype: 'q4' as never })).rejects.toThrow(/weightDtype: expected one of 'mxfp4', 'int8', 'bf16', 'f16', 'f32', got 'q4'/);
+    await expect(ckpt.loadMoeLayer(1, { weightDtype: 'q4' as never })).rejects.toThrow(RangeError);
+    await expect(ckpt.loadMoeLayer(1, { weightDtype: 4 as never })).rejects.toThrow(TypeError);
+    // H = 48, I = 24: no blocks of 32 along the input axes.
+    await expect(ckpt.loadMoeLayer(1, { weightDtype: 'mxfp4' })).rejects.toThrow(/weightDtype: 'mxfp4' packs blocks of 32 .*hidden_size 48, intermediate_size 24/);
+    await expect(ckpt.loadMoeLayer(1, { weightDtype: 'int8' })).rejects.toThrow(RangeError);
     await expect(ckpt.loadMoeLayer(1, { threads: 0 })).rejects.toThrow(/threads: expected a positive integer/);
     await expect(ckpt.loadMoeLayer(1, null as never)).rejects.toThrow(/options: expected an object/);
   });

@@ -144,9 +144,9 @@ describe('loading', () => {
     }
   });
 
-  test('default weightDtype is lossless: bf16 for BF16 and MXFP4, f32 for F32 and F16', async () => {
+  test('default weightDtype is lossless: mxfp4 for MXFP4 (as stored), bf16 for BF16, f32 for F32 and F16', async () => {
     for (const [kind, dtype, expected] of [
-      ['gpt-oss-mxfp4', 'BF16', 'bf16'], ['mixtral', 'BF16', 'bf16'], ['mixtral', 'F16', 'f32'], ['qwen3-moe', 'F32', 'f32'],
+      ['gpt-oss-mxfp4', 'BF16', 'mxfp4'], ['mixtral', 'BF16', 'bf16'], ['mixtral', 'F16', 'f32'], ['qwen3-moe', 'F32', 'f32'],
     ] as const) {
       const s = make(kind, { dtype, seed: 11 });
       const block = await loadMoeLayer(s.dir, s.moeLayers[0]);

@@ -2,29 +2,83 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { MoeLayer, type MoeLayerOptions, type WeightDtype } from '../layer';
+import { MoeLayer, type MoeLayerOptions } from '../layer';
+import type { Mxfp4Tensor } from '../quantize';
 import type { Routing } from '../routing';
 import { describe, object, oneOf, positiveInteger, type WeightArray } from '../validate';
 import { MoeBlock } from './block';
 import { readModelConfig, type CheckpointConfig, type Family, type ModelConfig } from './config';
 import { CheckpointError } from './errors';
-import { loadedBytes, planLayer, type LayerPlan, type SharedPlan, type TensorGroup } from './families';
+import { planLayer, type LayerPlan, type SharedPlan, type TensorGroup } from './families';
+import {
+  WEIGHT_DTYPES, packedLayerBytes, stagingBytes, stagingFormat, unsupportedReason,
+  type LoadWeightDtype, type StagingFormat, type StoredFormat,
+} from './formats';
+import { availableMemory } from './memory';
 import { TensorReader } from './read';
-import { openTensorSet, type TensorSet } from './tensors';
+import { openTensorSet, type TensorLocation, type TensorSet } from './tensors';
+
+export type { LoadWeightDtype } from './formats';
 
 export interface LoadMoeLayerOptions {
-  /** Dtype of the packed expert weights; default: 'bf16' for BF16 and MXFP4 checkpoints, else 'f32' (lossless). */
-  weightDtype?: WeightDtype;
+  /**
+   * What the packed expert weights are held as: 'mxfp4' | 'int8' | 'bf16' | 'f16' | 'f32', for
+   * any checkpoint (rounded or quantized while packing where the checkpoint stores another
+   * format). Default: 'mxfp4' for MXFP4 checkpoints (as stored), 'bf16' for BF16, 'f32' for F32
+   * and F16 (lossless).
+   */
+  weightDtype?: LoadWeightDtype;
   /** Native threads of the layer; default: physical cores. */
   threads?: number;
+}
+
+/** What `onProgress` of loadMoeLayers is told after each layer. */
+export interface LoadProgress {
+  /** The layer just loaded. */
+  layer: number;
+  /** Its position in the list being loaded (0-based), of `count`. */
+  index: number;
+  count: number;
+  /** Bytes the loaded layers hold so far, of `bytesTotal` (as `estimate` counts them). */
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface EstimateOptions {
+  /** MoE layers to count; default: all of `moeLayers`. */
+  layers?: readonly number[];
+  weightDtype?: LoadWeightDtype;
+  /** Memory to compare with instead of what the system reports (MemAvailable, os.freemem()). */
+  availableBytes?: number;
+}
+
+export interface LoadMoeLayersOptions extends LoadMoeLayerOptions, EstimateOptions {
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+/** What loading a set of layers will hold, from the headers only. */
+export interface CheckpointEstimate {
+  /** Per layer: the dtype it loads as and the bytes it will hold once packed (`block.bytes`). */
+  layers: { layer: number; weightDtype: LoadWeightDtype; bytes: number }[];
+  /** Sum of the layers' bytes. */
+  bytes: number;
+  /** Staging arrays of one layer, alive while it is packed (loadMoeLayers reuses them layer after layer). */
+  stagingBytes: number;
+  /** bytes + stagingBytes: the most a loadMoeLayers call adds while it runs. */
+  peakBytes: number;
+  /** Memory available now (or options.availableBytes), and where the figure comes from. */
+  available: number;
+  availableSource: string;
+  /** peakBytes <= available. */
+  fits: boolean;
 }
 
 /** What `inspect` shows about one MoE layer (from the headers only). */
 export interface MoeLayerInfo {
   layer: number;
   tensors: TensorGroup[];
-  /** 'mxfp4' (decoded at load), or the float dtype of the expert weights. */
-  weightFormat: 'mxfp4' | 'bf16' | 'f16' | 'f32';
+  /** How the checkpoint stores the expert weights: 'mxfp4' (U8 blocks + scales) or a float dtype. */
+  weightFormat: StoredFormat;
   isW13Interleaved: boolean;
   /** W13 stored [E, H, 2I] (and W2 [E, I, H]) rather than out × in. */
   transposed: boolean;
@@ -32,11 +86,49 @@ export interface MoeLayerInfo {
   layoutReason: string;
   orientationReason: string;
   sharedExpert: { intermediateSize: number; gated: boolean } | null;
-  defaultWeightDtype: WeightDtype;
+  /** The weightDtype used when none is given, and why. */
+  defaultWeightDtype: LoadWeightDtype;
+  defaultReason: string;
   /** Bytes of the layer's tensors in the files. */
   diskBytes: number;
-  /** Bytes of the loaded block's weights per weight dtype (`bytes` adds any padding of the packed layout). */
-  loadedBytes: Record<WeightDtype, number>;
+  /** Bytes the loaded block holds (`block.bytes`: packed panels, f32 biases, routers) per weightDtype it can load as. */
+  loadedBytes: Partial<Record<LoadWeightDtype, number>>;
+  /** weightDtypes this layer cannot load as, and why (quantized formats need dimensions that are multiples of 32). */
+  unsupported: Partial<Record<LoadWeightDtype, string>>;
+}
+
+/** MXFP4 blocks and scales as the checkpoint stores them, or values in the staging dtype. */
+type Staged = WeightArray | Mxfp4Tensor;
+
+/**
+ * Staging arrays by role. loadMoeLayers keeps one pool for all its layers: they have the same
+ * shapes, and the layer copies what it is given, so one set of arrays serves every layer.
+ */
+class StagingPool {
+  readonly #arrays = new Map<string, ArrayBufferView>();
+
+  take<T extends Float32Array | Uint16Array | Uint8Array>(role: string, ctor: { new (n: number): T }, length: number): T {
+    const key = `${role}:${ctor.name}`;
+    const cached = this.#arrays.get(key) as T | undefined;
+    if (cached && cached.length === length) return cached;
+    const array = new ctor(length);
+    this.#arrays.set(key, array);
+    return array;
+  }
+
+  /**
+   * Drops the arrays. Where ArrayBuffer.prototype.transfer exists (Node >= 21) their memory is
+   * freed at once (transfer(0) detaches them); on Node 20 at V8's next garbage collection.
+   */
+  release(): void {
+    for (const a of this.#arrays.values()) (a.buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer?.(0);
+    this.#arrays.clear();
+  }
+
+  /** A staging array of values: f32, or 16-bit patterns (bf16 or f16). */
+  values(role: string, stage: Exclude<StagingFormat, 'mxfp4'>, length: number): WeightArray {
+    return stage === 'f32' ? this.take(role, Float32Array, length) : this.take(role, Uint16Array, length);
+  }
 }
 
 /** A model folder whose config.json and safetensors headers have been read and checked. */
@@ -73,6 +165,13 @@ export class Checkpoint {
   /** Tensors, layout and sizes of MoE layer n; throws CheckpointError if the checkpoint cannot give it. */
   layerInfo(layer: number): MoeLayerInfo {
     const plan = this.#plan(layer);
+    const loadedBytes: Partial<Record<LoadWeightDtype, number>> = {};
+    const unsupported: Partial<Record<LoadWeightDtype, string>> = {};
+    for (const dtype of WEIGHT_DTYPES) {
+      const reason = unsupportedReason(dtype, plan, this.config);
+      if (reason) unsupported[dtype] = reason;
+      else loadedBytes[dtype] = packedLayerBytes(plan, this.config, dtype);
+    }
     return {
       layer,
       tensors: plan.groups,
@@ -83,8 +182,10 @@ export class Checkpoint {
       orientationReason: plan.orientationReason,
       sharedExpert: plan.shared && { intermediateSize: plan.shared.intermediateSize, gated: plan.shared.gateWeight !== null },
       defaultWeightDtype: plan.defaultWeightDtype,
+      defaultReason: plan.defaultReason,
       diskBytes: plan.groups.reduce((a, g) => a + g.bytes, 0),
-      loadedBytes: { f32: loadedBytes(plan, this.config, 'f32'), bf16: loadedBytes(plan, this.config, 'bf16') },
+      loadedBytes,
+      unsupported,
     };
   }
 
@@ -95,28 +196,128 @@ export class Checkpoint {
   async loadMoeLayer(layer: number, options: LoadMoeLayerOptions = {}): Promise<MoeBlock> {
     const o = object(options, 'options');
     const plan = this.#plan(layer);
-    const dtype = o.weightDtype === undefined ? plan.defaultWeightDtype : oneOf(o.weightDtype, 'weightDtype', ['f32', 'bf16'] as const);
+    const dtype = this.#dtype(o.weightDtype, plan);
     const threads = o.threads === undefined ? undefined : positiveInteger(o.threads, 'threads');
     const reader = new TensorReader();
-    let experts: MoeLayer | null = null;
-    let shared: { layer: MoeLayer; gate: WeightArray | null } | null = null;
+    const pool = new StagingPool();
     try {
-      experts = await this.#loadExperts(reader, plan, dtype, threads);
-      shared = plan.shared && await this.#loadShared(reader, plan.shared, dtype, threads);
-      return new MoeBlock({
-        experts,
-        sharedExperts: shared?.layer,
-        sharedExpertGate: shared?.gate ?? undefined,
-        family: this.family,
-        layer,
-      });
-    } catch (err) {
-      experts?.dispose();
-      shared?.layer.dispose();
-      throw err;
+      return await this.#load(reader, plan, dtype, threads, pool);
     } finally {
+      pool.release();
       await reader.close();
     }
+  }
+
+  /**
+   * What loading `options.layers` (default: every MoE layer) as `options.weightDtype` will hold,
+   * from the headers only, and whether it fits in the memory available now.
+   */
+  estimate(options: EstimateOptions = {}): CheckpointEstimate {
+    return this.#estimate(object(options, 'options')).estimate;
+  }
+
+  /**
+   * Loads several MoE layers (default: all, in order) with the options of loadMoeLayer, one after
+   * another, reusing one set of staging arrays. Checks first (estimate) that they fit in the
+   * memory available and throws a CheckpointError before reading anything if they do not.
+   * `onProgress` is called after each layer. On any error (onProgress's too) the blocks already
+   * built are disposed.
+   */
+  async loadMoeLayers(options: LoadMoeLayersOptions = {}): Promise<MoeBlock[]> {
+    const o = object(options, 'options');
+    const threads = o.threads === undefined ? undefined : positiveInteger(o.threads, 'threads');
+    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+      throw new TypeError(`onProgress: expected a function, got ${describe(o.onProgress)}`);
+    }
+    const onProgress = o.onProgress as LoadMoeLayersOptions['onProgress'];
+    const { estimate, plans } = this.#estimate(o);
+    if (!estimate.fits) throw new CheckpointError({ file: this.dir }, this.#tooLarge(estimate, plans, o.weightDtype as LoadWeightDtype | undefined));
+    const pool = new StagingPool();
+    const reader = new TensorReader();
+    const blocks: MoeBlock[] = [];
+    try {
+      let done = 0;
+      for (let index = 0; index < plans.length; index++) {
+        const { layer, weightDtype, bytes } = estimate.layers[index];
+        blocks.push(await this.#load(reader, plans[index], weightDtype, threads, pool));
+        done += bytes;
+        onProgress?.({ layer, index, count: plans.length, bytesDone: done, bytesTotal: estimate.bytes });
+      }
+      return blocks;
+    } catch (err) {
+      for (const b of blocks) b.dispose();
+      throw err;
+    } finally {
+      pool.release();
+      await reader.close();
+    }
+  }
+
+  #estimate(o: Record<string, unknown>): { estimate: CheckpointEstimate; plans: LayerPlan[] } {
+    const layers = this.#layerList(o.layers);
+    const requested = o.weightDtype === undefined ? undefined : oneOf(o.weightDtype, 'weightDtype', WEIGHT_DTYPES);
+    let available: { bytes: number; source: string };
+    if (o.availableBytes === undefined) available = availableMemory();
+    else if (typeof o.availableBytes !== 'number') throw new TypeError(`availableBytes: expected a number of bytes, got ${describe(o.availableBytes)}`);
+    else if (!(o.availableBytes >= 0) || !Number.isFinite(o.availableBytes)) throw new RangeError(`availableBytes: expected a non-negative number of bytes, got ${o.availableBytes}`);
+    else available = { bytes: o.availableBytes, source: 'options.availableBytes' };
+    const plans = layers.map((n) => this.#plan(n));
+    const entries = plans.map((plan) => {
+      const weightDtype = this.#dtype(requested, plan);
+      return { layer: plan.layer, weightDtype, bytes: packedLayerBytes(plan, this.config, weightDtype), staging: stagingBytes(plan, this.config, weightDtype) };
+    });
+    const bytes = entries.reduce((a, e) => a + e.bytes, 0);
+    const staging = entries.reduce((a, e) => Math.max(a, e.staging), 0);
+    return {
+      plans,
+      estimate: {
+        layers: entries.map(({ layer, weightDtype, bytes: b }) => ({ layer, weightDtype, bytes: b })),
+        bytes, stagingBytes: staging, peakBytes: bytes + staging,
+        available: available.bytes, availableSource: available.source, fits: bytes + staging <= available.bytes,
+      },
+    };
+  }
+
+  /** The message of a load that does not fit, with the weightDtypes that would. */
+  #tooLarge(e: CheckpointEstimate, plans: LayerPlan[], requested: LoadWeightDtype | undefined): string {
+    const dtypes = [...new Set(e.layers.map((l) => l.weightDtype))];
+    const gb = (n: number) => n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`;
+    const alternatives = WEIGHT_DTYPES.filter((d) => d !== requested && !(dtypes.length === 1 && dtypes[0] === d))
+      .filter((d) => plans.every((p) => !unsupportedReason(d, p, this.config)))
+      .map((d) => {
+        const peak = plans.reduce((a, p) => a + packedLayerBytes(p, this.config, d), 0) +
+          plans.reduce((a, p) => Math.max(a, stagingBytes(p, this.config, d)), 0);
+        return { d, peak };
+      })
+      .filter((x) => x.peak <= e.available);
+    const layers = formatLayers(e.layers.map((l) => l.layer).sort((a, b) => a - b));
+    return `loading MoE layers ${layers} (${e.layers.length}) as ${dtypes.join('/')} needs ${gb(e.peakBytes)} ` +
+      `(${gb(e.bytes)} packed + ${gb(e.stagingBytes)} of staging arrays while a layer is packed), ` +
+      `but ${gb(e.available)} is available (${e.availableSource}); nothing was loaded. ` +
+      (alternatives.length
+        ? `It fits as ${alternatives.map((x) => `weightDtype '${x.d}' (${gb(x.peak)})`).join(', ')}, or load fewer layers (options.layers)`
+        : 'Load fewer layers (options.layers)');
+  }
+
+  #layerList(value: unknown): number[] {
+    if (value === undefined) return [...this.moeLayers];
+    if (!Array.isArray(value)) throw new TypeError(`layers: expected an array of MoE layer indices, got ${describe(value)}`);
+    const seen = new Set<number>();
+    value.forEach((n, i) => {
+      if (typeof n !== 'number') throw new TypeError(`layers[${i}]: expected a layer index, got ${describe(n)}`);
+      if (seen.has(n)) throw new RangeError(`layers[${i}]: layer ${n} is listed twice`);
+      seen.add(n);
+    });
+    return [...value] as number[];
+  }
+
+  /** The weightDtype of a load: validated, and checked against the layer's dimensions. */
+  #dtype(value: unknown, plan: LayerPlan): LoadWeightDtype {
+    if (value === undefined) return plan.defaultWeightDtype;
+    const dtype = oneOf(value, 'weightDtype', WEIGHT_DTYPES);
+    const reason = unsupportedReason(dtype, plan, this.config);
+    if (reason) throw new RangeError(`weightDtype: ${reason} (layer ${plan.layer})`);
+    return dtype;
   }
 
   #plan(layer: number): LayerPlan {
@@ -131,36 +332,80 @@ export class Checkpoint {
     return planLayer(this.family, this.config, this.#tensors, this.#configFile, layer);
   }
 
-  // The routed experts, router included. Staging arrays live only inside this call.
-  async #loadExperts(reader: TensorReader, plan: LayerPlan, dtype: WeightDtype, threads: number | undefined): Promise<MoeLayer> {
+  async #load(reader: TensorReader, plan: LayerPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool): Promise<MoeBlock> {
+    let experts: MoeLayer | null = null;
+    let shared: { layer: MoeLayer; gate: WeightArray | null } | null = null;
+    try {
+      experts = await this.#loadExperts(reader, plan, dtype, threads, pool);
+      shared = plan.shared && await this.#loadShared(reader, plan.shared, dtype, threads, pool);
+      return new MoeBlock({
+        experts,
+        sharedExperts: shared?.layer,
+        sharedExpertGate: shared?.gate ?? undefined,
+        family: this.family,
+        layer: plan.layer,
+      });
+    } catch (err) {
+      experts?.dispose();
+      shared?.layer.dispose();
+      throw err;
+    }
+  }
+
+  /** Biases: in the weight dtype for bf16 and f32 layers (as before), else f32 (exact from any stored dtype). */
+  async #bias(reader: TensorReader, loc: TensorLocation | null, dtype: LoadWeightDtype): Promise<WeightArray | undefined> {
+    if (!loc) return undefined;
+    return reader.array(loc, dtype === 'bf16' ? Uint16Array : Float32Array);
+  }
+
+  // The routed experts, router included. Staging arrays come from `pool` (live as long as it does).
+  async #loadExperts(reader: TensorReader, plan: LayerPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool): Promise<MoeLayer> {
     const c = this.config;
     const { hiddenSize: H, intermediateSize: I, numExperts: E } = c;
-    const ctor = dtype === 'bf16' ? Uint16Array : Float32Array;
-    const w13 = new ctor(E * 2 * I * H);
-    const w2 = new ctor(E * H * I);
     const src = plan.experts;
-    if (src.kind === 'mxfp4') {
-      await reader.mxfp4(src.w13Blocks, src.w13Scales, w13);
-      await reader.mxfp4(src.w2Blocks, src.w2Scales, w2);
-    } else if (src.kind === 'fused') {
-      await reader.floats(src.w13, w13);
-      await reader.floats(src.w2, w2);
+    const stage = stagingFormat(plan.weightFormat, dtype);
+    let w13: Staged, w2: Staged;
+    if (stage === 'mxfp4') {
+      if (src.kind !== 'mxfp4') throw new Error('internal: mxfp4 staging of a float checkpoint');
+      // The checkpoint's own bytes: blocks [E, 2I, H/32, 16] and scales [E, 2I, H/32], W13 rows
+      // interleaved as stored (the packer resolves the layout).
+      const take = (role: string, loc: TensorLocation) => pool.take(role, Uint8Array, loc.entry.end - loc.entry.begin);
+      w13 = { blocks: take('w13.blocks', src.w13Blocks), scales: take('w13.scales', src.w13Scales) };
+      w2 = { blocks: take('w2.blocks', src.w2Blocks), scales: take('w2.scales', src.w2Scales) };
+      await Promise.all([
+        reader.raw(src.w13Blocks, w13.blocks), reader.raw(src.w13Scales, w13.scales),
+        reader.raw(src.w2Blocks, w2.blocks), reader.raw(src.w2Scales, w2.scales),
+      ]);
     } else {
-      for (let e = 0; e < E; e++) {
-        await reader.floats(src.gate[e], w13, e * 2 * I * H);
-        await reader.floats(src.up[e], w13, (e * 2 + 1) * I * H);
-        await reader.floats(src.down[e], w2, e * H * I);
+      const a13 = pool.values('w13', stage, E * 2 * I * H);
+      const a2 = pool.values('w2', stage, E * H * I);
+      const read = (loc: TensorLocation, dest: WeightArray, at = 0) => readValues(reader, stage, loc, dest, at);
+      if (src.kind === 'mxfp4') {
+        await reader.mxfp4(src.w13Blocks, src.w13Scales, a13);
+        await reader.mxfp4(src.w2Blocks, src.w2Scales, a2);
+      } else if (src.kind === 'fused') {
+        await read(src.w13, a13);
+        await read(src.w2, a2);
+      } else {
+        for (let e = 0; e < E; e++) {
+          await read(src.gate[e], a13, e * 2 * I * H);
+          await read(src.up[e], a13, (e * 2 + 1) * I * H);
+          await read(src.down[e], a2, e * H * I);
+        }
       }
+      w13 = a13;
+      w2 = a2;
     }
     let routing: Routing = c.routing;
     if (routing.mode === 'sigmoid-grouped' && plan.correctionBias) {
       routing = { ...routing, correctionBias: await reader.array(plan.correctionBias, Float32Array) as Float32Array };
     }
+    // The weights may be pre-quantized { blocks, scales } (mxfp4); the layer takes them as they are.
     const options: MoeLayerOptions = {
       numExperts: E, hiddenSize: H, intermediateSize: I, topK: c.topK, activation: c.activation,
       isW13Interleaved: plan.interleaved, transposed: plan.transposed, weightDtype: dtype, w13, w2,
-      w13Bias: plan.w13Bias ? await reader.array(plan.w13Bias, ctor) : undefined,
-      w2Bias: plan.w2Bias ? await reader.array(plan.w2Bias, ctor) : undefined,
+      w13Bias: await this.#bias(reader, plan.w13Bias, dtype),
+      w2Bias: await this.#bias(reader, plan.w2Bias, dtype),
       swigluAlpha: c.swigluAlpha, swigluLimit: c.swigluLimit, routing, threads,
       routerWeight: await reader.router(plan.routerWeight),
       routerBias: plan.routerBias ? await reader.array(plan.routerBias, Float32Array) : undefined,
@@ -168,14 +413,15 @@ export class Checkpoint {
     return new MoeLayer(options);
   }
 
-  async #loadShared(reader: TensorReader, s: SharedPlan, dtype: WeightDtype, threads: number | undefined) {
+  async #loadShared(reader: TensorReader, s: SharedPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool) {
     const H = this.config.hiddenSize, Is = s.intermediateSize;
-    const ctor = dtype === 'bf16' ? Uint16Array : Float32Array;
-    const w13 = new ctor(2 * Is * H);
-    const w2 = new ctor(H * Is);
-    await reader.floats(s.gate, w13, 0);
-    await reader.floats(s.up, w13, Is * H);
-    await reader.floats(s.down, w2);
+    const stage = stagingFormat(s.format, dtype);
+    if (stage === 'mxfp4') throw new Error('internal: mxfp4 staging of a float shared expert');
+    const w13 = pool.values('shared.w13', stage, 2 * Is * H);
+    const w2 = pool.values('shared.w2', stage, H * Is);
+    await readValues(reader, stage, s.gate, w13, 0);
+    await readValues(reader, stage, s.up, w13, Is * H);
+    await readValues(reader, stage, s.down, w2, 0);
     const gate: WeightArray | null = s.gateWeight && await reader.router(s.gateWeight);
     const layer = new MoeLayer({
       numExperts: 1, hiddenSize: H, intermediateSize: Is, topK: 1, activation: this.config.activation,
@@ -183,6 +429,12 @@ export class Checkpoint {
     });
     return { layer, gate };
   }
+}
+
+/** A float tensor into a staging array: f16 bits as stored, or converted to f32 / bf16. */
+async function readValues(reader: TensorReader, stage: StagingFormat, loc: TensorLocation, dest: WeightArray, at: number): Promise<void> {
+  if (stage === 'f16') await reader.f16Bits(loc, dest as Uint16Array, at);
+  else await reader.floats(loc, dest, at);
 }
 
 /** "0-23" or "1, 3, 5-9": a compact list of layer indices. */

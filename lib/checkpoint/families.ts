@@ -1,9 +1,9 @@
 // Per-family tensor mapping: which tensors make the MoE block of layer n, the shapes
 // config.json implies for them, and how W13 is laid out — all decided from the checkpoint.
-import type { WeightDtype } from '../layer';
 import type { CheckpointConfig, Family } from './config';
 import { CheckpointError } from './errors';
-import { elementCount, formatShape } from './safetensors';
+import { defaultWeightDtype, type LoadWeightDtype, type StoredFormat } from './formats';
+import { formatShape } from './safetensors';
 import type { TensorLocation, TensorSet } from './tensors';
 
 /** Expert weights of the dtypes the loader converts; MXFP4 comes as U8 blocks + U8 scales. */
@@ -33,6 +33,8 @@ export type ExpertSource =
 
 export interface SharedPlan {
   intermediateSize: number;
+  /** Dtype of gate, up and down (one for all three). */
+  format: StoredFormat;
   gate: TensorLocation;
   up: TensorLocation;
   down: TensorLocation;
@@ -54,9 +56,10 @@ export interface LayerPlan {
   layoutReason: string;
   orientationReason: string;
   /** 'mxfp4', or the float dtype of the expert weights ('bf16', 'f16', 'f32'). */
-  weightFormat: 'mxfp4' | 'bf16' | 'f16' | 'f32';
-  /** weightDtype when the caller gives none: the narrower of f32/bf16 that holds the values exactly. */
-  defaultWeightDtype: WeightDtype;
+  weightFormat: StoredFormat;
+  /** weightDtype when the caller gives none (formats.ts defaultWeightDtype), and why. */
+  defaultWeightDtype: LoadWeightDtype;
+  defaultReason: string;
   groups: TensorGroup[];
 }
 
@@ -102,6 +105,11 @@ function floatFormat(loc: TensorLocation): 'bf16' | 'f16' | 'f32' {
   return loc.entry.dtype.toLowerCase() as 'bf16' | 'f16' | 'f32';
 }
 
+function defaults(format: StoredFormat): { defaultWeightDtype: LoadWeightDtype; defaultReason: string } {
+  const d = defaultWeightDtype(format);
+  return { defaultWeightDtype: d.dtype, defaultReason: d.reason };
+}
+
 /** Builds (and so validates) the plan of layer n; throws CheckpointError. */
 export function planLayer(family: Family, c: CheckpointConfig, tensors: TensorSet, configFile: string, n: number): LayerPlan {
   const p = new Planner(tensors, configFile);
@@ -132,7 +140,7 @@ export function planLayer(family: Family, c: CheckpointConfig, tensors: TensorSe
           layer: n, experts: { kind: 'mxfp4', w13Blocks, w13Scales, w2Blocks, w2Scales }, w13Bias, w2Bias, routerWeight, routerBias,
           correctionBias: null, shared: null, interleaved: true, transposed: false, layoutReason,
           orientationReason: 'W13 [E, 2I, H], W2 [E, H, I] (out × in): MXFP4 blocks group the input axis in blocks of 32 (gate_up_proj_blocks [E, 2I, H/32, 16])',
-          weightFormat: 'mxfp4', defaultWeightDtype: 'bf16', groups: [...p.groups.values()],
+          weightFormat: 'mxfp4', ...defaults('mxfp4'), groups: [...p.groups.values()],
         };
       }
       const w13Name = `${m}experts.gate_up_proj`, w2Name = `${m}experts.down_proj`;
@@ -156,7 +164,7 @@ export function planLayer(family: Family, c: CheckpointConfig, tensors: TensorSe
           : H === 2 * I
             ? `W13 [E, H, 2I], W2 [E, I, H] (in × out, transposed): H = 2I makes the shape ambiguous; transformers' GptOss convention assumed`
             : `W13 [E, H, 2I], W2 [E, I, H] (in × out, transposed): the shape of gate_up_proj ${formatShape(w13Shape)} has H = ${H} on axis 1 (transformers' GptOss convention)`,
-        weightFormat: format, defaultWeightDtype: format === 'bf16' ? 'bf16' : 'f32', groups: [...p.groups.values()],
+        weightFormat: format, ...defaults(format), groups: [...p.groups.values()],
       };
     }
     case 'mixtral':
@@ -194,11 +202,15 @@ function stackedPlan(
   if (c.sharedExpert && sharedName) {
     const Is = c.sharedExpert.intermediateSize, s = `${m}${sharedName}.`;
     const why = (shape: number[]) => `${formatShape(shape)} (shared expert intermediate size ${Is})`;
+    const sharedGate = p.get('shared.gate', `${s}${gateName}.weight`, FLOAT_DTYPES, [Is, H], why([Is, H]));
+    // One dtype for the three, as for the routed experts: the shared expert converts one way.
+    const same = [sharedGate.entry.dtype];
     shared = {
       intermediateSize: Is,
-      gate: p.get('shared.gate', `${s}${gateName}.weight`, FLOAT_DTYPES, [Is, H], why([Is, H])),
-      up: p.get('shared.up', `${s}${upName}.weight`, FLOAT_DTYPES, [Is, H], why([Is, H])),
-      down: p.get('shared.down', `${s}${downName}.weight`, FLOAT_DTYPES, [H, Is], why([H, Is])),
+      format: floatFormat(sharedGate),
+      gate: sharedGate,
+      up: p.get('shared.up', `${s}${upName}.weight`, same, [Is, H], why([Is, H])),
+      down: p.get('shared.down', `${s}${downName}.weight`, same, [H, Is], why([H, Is])),
       gateWeight: c.sharedExpert.gated
         ? p.get('shared.gate_weight', `${m}${sharedName}_gate.weight`, FLOAT_DTYPES, [1, H], `[1, H] = [1, ${H}]`)
         : null,
@@ -210,18 +222,6 @@ function stackedPlan(
     correctionBias, shared, interleaved: false, transposed: false,
     layoutReason: `the checkpoint stores ${gateName} (gate) and ${upName} (up) as separate tensors per expert; they are stacked gate rows first, then up rows`,
     orientationReason: `W13 [E, 2I, H], W2 [E, H, I] (out × in, as torch.nn.Linear stores ${gateName}.weight [I, H] and ${downName}.weight [H, I])`,
-    weightFormat: format, defaultWeightDtype: format === 'bf16' ? 'bf16' : 'f32', groups: [...p.groups.values()],
+    weightFormat: format, ...defaults(format), groups: [...p.groups.values()],
   };
-}
-
-/** Bytes of the loaded block's weights in `dtype`: experts, biases in f32, routers (before any packing padding). */
-export function loadedBytes(plan: LayerPlan, c: CheckpointConfig, dtype: WeightDtype): number {
-  const w = dtype === 'bf16' ? 2 : 4;
-  const { hiddenSize: H, intermediateSize: I, numExperts: E } = c;
-  const routerBytes = (loc: TensorLocation | null) => loc ? elementCount(loc.entry.shape) * (loc.entry.dtype === 'BF16' ? 2 : 4) : 0;
-  let bytes = E * 3 * I * H * w + routerBytes(plan.routerWeight) + (plan.routerBias ? E * 4 : 0);
-  if (plan.w13Bias) bytes += E * 2 * I * 4;
-  if (plan.w2Bias) bytes += E * H * 4;
-  if (plan.shared) bytes += 3 * plan.shared.intermediateSize * H * w + routerBytes(plan.shared.gateWeight);
-  return bytes;
 }

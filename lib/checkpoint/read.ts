@@ -95,6 +95,18 @@ export class TensorReader {
     }
   }
 
+  /** All of a tensor's bytes, as stored (MXFP4 blocks and scales; F16 bits), into dest from byte `at`. */
+  async raw(loc: TensorLocation, dest: ArrayBufferView, at = 0): Promise<void> {
+    const bytes = bytesOf(dest).subarray(at, at + (loc.entry.end - loc.entry.begin));
+    await this.bytes(loc, 0, bytes);
+  }
+
+  /** All of an F16 tensor as f16 bits (no conversion) into dest, starting at element `at`. */
+  async f16Bits(loc: TensorLocation, dest: Uint16Array, at = 0): Promise<void> {
+    if (loc.entry.dtype !== 'F16') throw new Error(`internal: f16Bits of a ${loc.entry.dtype} tensor (${loc.entry.name})`);
+    await this.raw(loc, dest, at * 2);
+  }
+
   /** A whole float tensor in a new array of `ctor`'s dtype (f32, or bf16 bits). */
   async array(loc: TensorLocation, ctor: Float32ArrayConstructor | Uint16ArrayConstructor): Promise<WeightArray> {
     const out = new ctor(elementCount(loc.entry.shape));

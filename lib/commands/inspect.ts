@@ -3,11 +3,13 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { formatLayers, openCheckpoint, type Checkpoint, type MoeLayerInfo } from '../checkpoint/checkpoint';
+import { formatLayers, openCheckpoint, type Checkpoint, type LoadWeightDtype, type MoeLayerInfo } from '../checkpoint/checkpoint';
+import { WEIGHT_DTYPES } from '../checkpoint/formats';
 import { formatShape } from '../checkpoint/safetensors';
 
-export const INSPECT_USAGE = `moe-cpu inspect <dir> [--layer N] [--json]
-  family, MoE layers, tensors (dtype, shape, file), W13 layout and how it was decided, bytes;
+export const INSPECT_USAGE = `moe-cpu inspect <dir> [--layer N] [--dtype mxfp4|int8|bf16|f16|f32] [--json]
+  family, MoE layers, tensors (dtype, shape, file), W13 layout and how it was decided, each
+  layer's stored format and the weightDtype it loads as (the default, or --dtype), bytes;
   checks every MoE layer against config.json (exit code 1 if one cannot be loaded)`;
 
 /** Decimal units, as disk and memory sizes are usually quoted. */
@@ -46,37 +48,87 @@ function describeModel(ckpt: Checkpoint): string[] {
   ];
 }
 
-function describeLayer(ckpt: Checkpoint, info: MoeLayerInfo): string[] {
+const STORED: Record<MoeLayerInfo['weightFormat'], string> = { mxfp4: 'MXFP4', bf16: 'BF16', f16: 'F16', f32: 'F32' };
+
+/** The weightDtype a layer loads as: --dtype if given, else its default. */
+function loadsAs(info: MoeLayerInfo, dtype: LoadWeightDtype | undefined): string {
+  if (dtype === undefined) return `${info.defaultWeightDtype} (default: ${info.defaultReason})`;
+  if (info.unsupported[dtype]) return `cannot load as ${dtype}: ${info.unsupported[dtype]}`;
+  const how = dtype === info.defaultWeightDtype ? 'the default too'
+    : dtype === 'mxfp4' || dtype === 'int8' ? `quantized while packing; default ${info.defaultWeightDtype}`
+      : `converted while packing; default ${info.defaultWeightDtype}`;
+  return `${dtype} (--dtype; ${how})`;
+}
+
+function describeLayer(ckpt: Checkpoint, info: MoeLayerInfo, dtype: LoadWeightDtype | undefined): string[] {
   const rel = (f: string) => path.relative(ckpt.dir, f) || f;
   const rows = [['tensor', 'dtype', 'shape', 'bytes', 'file'], ...info.tensors.map((g) => [
     g.count > 1 ? `${g.name} ×${g.count}` : g.name, g.dtype, formatShape(g.shape), formatBytes(g.bytes),
     g.files.length > 2 ? `${g.files.length} files` : g.files.map(rel).join(', '),
   ])];
-  const format = info.weightFormat === 'mxfp4' ? 'MXFP4 (U8 e2m1 blocks + e8m0 scales), decoded exactly at load' : info.weightFormat.toUpperCase();
+  const format = info.weightFormat === 'mxfp4' ? 'MXFP4 (U8 e2m1 blocks + e8m0 scales)' : STORED[info.weightFormat];
+  const loaded = WEIGHT_DTYPES.filter((d) => info.loadedBytes[d] !== undefined).map((d) => `${formatBytes(info.loadedBytes[d]!)} (${d})`);
   return [
     `layer ${info.layer}`,
     ...table(rows).map((l) => `  ${l}`),
     `  W13 layout   ${info.isW13Interleaved ? 'interleaved' : 'halves'}: ${info.layoutReason}`,
     `  orientation  ${info.orientationReason}`,
-    `  weights      ${format}; default weightDtype ${info.defaultWeightDtype}`,
-    `  bytes        ${formatBytes(info.diskBytes)} on disk; loaded ${formatBytes(info.loadedBytes.bf16)} (bf16) / ${formatBytes(info.loadedBytes.f32)} (f32)`,
+    `  stored       ${format}`,
+    `  loads as     ${loadsAs(info, dtype)}`,
+    `  bytes        ${formatBytes(info.diskBytes)} on disk; loaded: ${loaded.join(', ')}`,
   ];
 }
 
+interface LayerRow {
+  layer: number;
+  stored: string;
+  weightDtype: LoadWeightDtype | null;
+  loadsAs: string;
+  bytes: number | null;
+  error: string | null;
+}
+
+/** One line per run of consecutive layers that load alike: stored format, loads as, bytes each. */
+function layerTable(rows: LayerRow[]): string[] {
+  const groups: { layers: number[]; row: LayerRow }[] = [];
+  for (const r of rows) {
+    const last = groups[groups.length - 1];
+    const same = last && !r.error && !last.row.error && last.row.stored === r.stored && last.row.loadsAs === r.loadsAs && last.row.bytes === r.bytes;
+    if (same) last.layers.push(r.layer);
+    else groups.push({ layers: [r.layer], row: r });
+  }
+  const lines = table([['layers', 'stored', 'loads as', 'holds'], ...groups.map(({ layers, row }) => [
+    formatLayers(layers), row.stored, row.loadsAs,
+    row.error ?? `${formatBytes(row.bytes!)}${layers.length > 1 ? ' each' : ''}`,
+  ])]);
+  return lines.map((l) => `  ${l}`);
+}
+
 export async function inspect(args: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { layer: { type: 'string' }, json: { type: 'boolean' } } });
+  const { positionals, values } = parseArgs({
+    args, allowPositionals: true, options: { layer: { type: 'string' }, dtype: { type: 'string' }, json: { type: 'boolean' } },
+  });
   if (positionals.length !== 1) throw new RangeError(`inspect: expected one folder, got ${positionals.length}\n${INSPECT_USAGE}`);
+  const dtype = values.dtype as LoadWeightDtype | undefined;
+  if (dtype !== undefined && !WEIGHT_DTYPES.includes(dtype)) throw new RangeError(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got '${dtype}'`);
   const ckpt = await openCheckpoint(positionals[0]);
   const layer = values.layer === undefined ? ckpt.moeLayers[0] : Number(values.layer);
   // Every MoE layer is planned (headers only): a missing or inconsistent tensor shows up here.
   const problems: { layer: number; error: string }[] = [];
+  const rows: LayerRow[] = [];
   for (const n of ckpt.moeLayers) {
     try {
-      ckpt.layerInfo(n);
+      const i = ckpt.layerInfo(n);
+      const as = dtype ?? i.defaultWeightDtype;
+      const unsupported = i.unsupported[as];
+      if (unsupported) problems.push({ layer: n, error: `weightDtype ${as}: ${unsupported}` });
+      rows.push({ layer: n, stored: STORED[i.weightFormat], weightDtype: as, loadsAs: dtype ? as : `${as} (default)`, bytes: i.loadedBytes[as] ?? null, error: unsupported ? `cannot load as ${as}` : null });
     } catch (err) {
       problems.push({ layer: n, error: (err as Error).message });
+      rows.push({ layer: n, stored: '?', weightDtype: null, loadsAs: '-', bytes: null, error: 'cannot be loaded (see check)' });
     }
   }
+  const estimate = problems.length === 0 ? ckpt.estimate({ weightDtype: dtype }) : null;
   let info: MoeLayerInfo | null = null;
   let layerError: string | null = null;
   if (layer !== undefined) {
@@ -89,15 +141,23 @@ export async function inspect(args: string[]): Promise<void> {
   process.exitCode = problems.length || layerError ? 1 : 0;
   if (values.json) {
     const { dir, family, familyReason, config, moeLayers, files, missingFiles } = ckpt;
-    console.log(JSON.stringify({ dir, family, familyReason, config, moeLayers, files, missingFiles, layer: info ?? layerError, problems }, null, 2));
+    const layers = rows.map(({ layer: n, stored, weightDtype, bytes, error }) => ({ layer: n, stored, weightDtype, bytes, error }));
+    console.log(JSON.stringify({ dir, family, familyReason, config, moeLayers, files, missingFiles, layer: info ?? layerError, layers, estimate, problems }, null, 2));
     return;
   }
   const size = ckpt.files.length;
   console.log(`checkpoint   ${ckpt.dir} (${size} safetensors file${size === 1 ? '' : 's'}${ckpt.missingFiles.length ? `, ${ckpt.missingFiles.length} missing` : ''})`);
   for (const line of describeModel(ckpt)) console.log(line);
   console.log();
-  if (info) for (const line of describeLayer(ckpt, info)) console.log(line);
+  if (info) for (const line of describeLayer(ckpt, info, dtype)) console.log(line);
   if (layerError) console.log(`layer ${layer}: ${layerError}`);
+  console.log();
+  console.log(`MoE layers, as ${dtype === undefined ? 'each loads by default' : `--dtype ${dtype}`}:`);
+  for (const line of layerTable(rows)) console.log(line);
+  if (estimate) {
+    console.log(`  all ${estimate.layers.length}: ${formatBytes(estimate.bytes)} packed, ${formatBytes(estimate.peakBytes)} at peak while loading ` +
+      `(loadMoeLayers); ${formatBytes(estimate.available)} available (${estimate.availableSource})${estimate.fits ? '' : ': does not fit'}`);
+  }
   console.log();
   if (problems.length === 0) {
     const n = ckpt.moeLayers.length;

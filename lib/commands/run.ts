@@ -7,16 +7,22 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { toBf16, fromBf16 } from '../bf16';
-import { openCheckpoint } from '../checkpoint/checkpoint';
+import { formatLayers, openCheckpoint, type Checkpoint, type LoadWeightDtype } from '../checkpoint/checkpoint';
+import type { MoeBlock } from '../checkpoint/block';
+import { WEIGHT_DTYPES } from '../checkpoint/formats';
+import { peakRss } from '../checkpoint/memory';
 import { cpuInfo } from '../cpu';
 import type { WeightArray } from '../validate';
 import { formatBytes } from './inspect';
+import { Progress } from './progress';
 
-export const RUN_USAGE = `moe-cpu run <dir> --layer N [--tokens T] [--dtype bf16|f32] [--hidden f32|bf16] [--threads N]
-             [--iters N] [--seed S] [--verify] [--out FILE]
-  loads layer N, runs it on T tokens of deterministic random input (seed S), prints load time,
-  memory, forward time and a checksum; --verify compares with the scalar kernels
-  (MOE_CPU_ISA=scalar, in a child process); --out writes the output's raw bytes`;
+export const RUN_USAGE = `moe-cpu run <dir> --layer N | --all-layers [--tokens T] [--dtype mxfp4|int8|bf16|f16|f32]
+             [--hidden f32|bf16] [--threads N] [--iters N] [--seed S] [--verify] [--out FILE]
+  loads layer N (or every MoE layer: --all-layers), runs it on T tokens of deterministic random
+  input (seed S; with --all-layers every layer gets the same input, one after another), prints
+  load time, memory (bytes held, RSS, peak RSS), the micro-kernels chosen, forward time and a
+  checksum; --verify compares with the scalar kernels (MOE_CPU_ISA=scalar, in a child process);
+  --out writes the output's raw bytes (all layers' outputs, in order)`;
 
 /** SPEC.md "Precision contract": all-f32, and anything with bf16. */
 const F32_TOLERANCE = 1e-5;
@@ -48,6 +54,12 @@ function values(a: WeightArray): Float32Array {
   return a instanceof Uint16Array ? fromBf16(a) : a;
 }
 
+function describeKernels(block: MoeBlock): string {
+  const k = block.experts.kernels;
+  if (!k) return 'n/a';
+  return `decode ${k.decode}, prefill ${k.prefill} (from ${k.prefillMinTokensPerExpert} tokens per selected expert on average)`;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -64,50 +76,59 @@ export async function run(args: string[]): Promise<void> {
   const { positionals, values: v } = parseArgs({
     args, allowPositionals: true,
     options: {
-      layer: { type: 'string' }, tokens: { type: 'string' }, dtype: { type: 'string' }, hidden: { type: 'string', default: 'f32' },
-      threads: { type: 'string' }, iters: { type: 'string' }, seed: { type: 'string' }, verify: { type: 'boolean' }, out: { type: 'string' },
+      layer: { type: 'string' }, 'all-layers': { type: 'boolean' }, tokens: { type: 'string' }, dtype: { type: 'string' },
+      hidden: { type: 'string', default: 'f32' }, threads: { type: 'string' }, iters: { type: 'string' }, seed: { type: 'string' },
+      verify: { type: 'boolean' }, out: { type: 'string' },
     },
   });
   if (positionals.length !== 1) throw new RangeError(`run: expected one folder, got ${positionals.length}\n${RUN_USAGE}`);
-  if (v.layer === undefined) throw new RangeError(`--layer: required\n${RUN_USAGE}`);
-  const layerIndex = Number(v.layer);
+  const all = v['all-layers'] === true;
+  if (v.layer === undefined && !all) throw new RangeError(`--layer: required (or --all-layers)\n${RUN_USAGE}`);
+  if (v.layer !== undefined && all) throw new RangeError('--layer and --all-layers: give one of them');
   const T = positive(v.tokens, 'tokens', 1);
   const iters = positive(v.iters, 'iters', 5);
   const seed = positive(v.seed, 'seed', 1);
   const threads = v.threads === undefined ? undefined : positive(v.threads, 'threads', 1);
-  if (v.dtype !== undefined && v.dtype !== 'f32' && v.dtype !== 'bf16') throw new RangeError(`--dtype: expected f32 or bf16, got '${v.dtype}'`);
+  const dtypeArg = v.dtype as LoadWeightDtype | undefined;
+  if (dtypeArg !== undefined && !WEIGHT_DTYPES.includes(dtypeArg)) {
+    throw new RangeError(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got '${v.dtype}'`);
+  }
   if (v.hidden !== 'f32' && v.hidden !== 'bf16') throw new RangeError(`--hidden: expected f32 or bf16, got '${v.hidden}'`);
   const dir = positionals[0];
 
   const rss0 = process.memoryUsage().rss;
   let t0 = performance.now();
   const ckpt = await openCheckpoint(dir);
-  const info = ckpt.layerInfo(layerIndex);
   const c = ckpt.config;
   const cpu = cpuInfo();
-  console.log(`moe-cpu run: ${ckpt.dir}, layer ${layerIndex} (${ckpt.family}: E=${c.numExperts} K=${c.topK} H=${c.hiddenSize} I=${c.intermediateSize}${c.sharedExpert ? ` + shared ${c.sharedExpert.intermediateSize}` : ''})`);
-  console.log(`cpu: ${cpu.arch}, kernel ${cpu.kernel}, threads ${threads ?? cpu.threads}`);
-  const dtype = (v.dtype ?? info.defaultWeightDtype) as 'f32' | 'bf16';
-  const block = await ckpt.loadMoeLayer(layerIndex, { weightDtype: dtype, threads });
-  const loadSeconds = (performance.now() - t0) / 1000;
-  const rss1 = process.memoryUsage().rss;
-  console.log(`load: ${loadSeconds.toFixed(2)} s (${formatBytes(info.diskBytes)} read, ${info.weightFormat.toUpperCase()} -> ${dtype}), ` +
-    `layer holds ${formatBytes(block.bytes)}; RSS ${formatBytes(rss0)} -> ${formatBytes(rss1)} (peak ${formatBytes(process.resourceUsage().maxRSS * 1024)})`);
+  const shape = `${ckpt.family}: E=${c.numExperts} K=${c.topK} H=${c.hiddenSize} I=${c.intermediateSize}${c.sharedExpert ? ` + shared ${c.sharedExpert.intermediateSize}` : ''}`;
+  const blocks = all
+    ? await loadAll(ckpt, dtypeArg, threads, rss0, t0, shape, cpu.kernel, threads ?? cpu.threads)
+    : await loadOne(ckpt, Number(v.layer), dtypeArg, threads, rss0, t0, shape, cpu.kernel, threads ?? cpu.threads);
+  const dtype = blocks[0].weightDtype as LoadWeightDtype;
+  console.log(`kernels: ${describeKernels(blocks[0])}`);
 
   const rng = random(seed);
   const x = Float32Array.from({ length: T * c.hiddenSize }, () => 2 * rng() - 1);
   const hidden: WeightArray = v.hidden === 'bf16' ? toBf16(x) : x;
+  const pass = async (): Promise<WeightArray> => {
+    if (blocks.length === 1) return blocks[0].forward(hidden);
+    const outs: WeightArray[] = [];
+    for (const b of blocks) outs.push(await b.forward(hidden));
+    return concat(outs);
+  };
   t0 = performance.now();
-  let out = await block.forward(hidden);
+  let out = await pass();
   const first = performance.now() - t0;
   const times: number[] = [];
   for (let i = 0; i < iters; i++) {
     t0 = performance.now();
-    out = await block.forward(hidden);
+    out = await pass();
     times.push(performance.now() - t0);
   }
   const m = median(times);
-  console.log(`forward: T=${T}, hidden ${v.hidden}: first ${first.toFixed(2)} ms, median ${m.toFixed(2)} ms of ${iters} (${(T / m * 1000).toFixed(1)} tokens/s)`);
+  const through = blocks.length === 1 ? '' : ` through ${blocks.length} layers`;
+  console.log(`forward: T=${T}, hidden ${v.hidden}${through}: first ${first.toFixed(2)} ms, median ${m.toFixed(2)} ms of ${iters} (${(T / m * 1000).toFixed(1)} tokens/s)`);
   const y = values(out);
   let sum = 0, abs = 0;
   for (const value of y) {
@@ -117,7 +138,7 @@ export async function run(args: string[]): Promise<void> {
   console.log(`checksum: fnv1a32 0x${fnv1a32(bytesOf(out)).toString(16).padStart(8, '0')}, sum ${sum.toPrecision(8)}, mean |out| ${(abs / y.length).toPrecision(6)}`);
   console.log(`RSS after forward: ${formatBytes(process.memoryUsage().rss)}`);
   if (v.out) fs.writeFileSync(v.out, bytesOf(out));
-  block.dispose();
+  for (const b of blocks) b.dispose();
 
   if (v.verify) {
     const tolerance = dtype === 'f32' && v.hidden === 'f32' ? F32_TOLERANCE : BF16_TOLERANCE;
@@ -127,6 +148,61 @@ export async function run(args: string[]): Promise<void> {
     console.log(`verify: scalar kernels (MOE_CPU_ISA=scalar, child process): max|out - ref| / max|ref| = ${err.toExponential(2)}, tolerance ${tolerance}: ${ok ? 'ok' : 'FAILED'}${note}`);
     if (!ok) process.exitCode = 1;
   }
+}
+
+function concat(parts: WeightArray[]): WeightArray {
+  const n = parts.reduce((a, p) => a + p.length, 0);
+  const out = parts[0] instanceof Uint16Array ? new Uint16Array(n) : new Float32Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** RSS a -> b (peak c, VmHWM): the memory line of a load. */
+function memoryLine(rss0: number): string {
+  return `RSS ${formatBytes(rss0)} -> ${formatBytes(process.memoryUsage().rss)} (peak ${formatBytes(peakRss())})`;
+}
+
+async function loadOne(ckpt: Checkpoint, layer: number, dtype: LoadWeightDtype | undefined, threads: number | undefined,
+  rss0: number, t0: number, shape: string, kernel: string, threadCount: number): Promise<MoeBlock[]> {
+  const info = ckpt.layerInfo(layer);
+  console.log(`moe-cpu run: ${ckpt.dir}, layer ${layer} (${shape})`);
+  console.log(`cpu: ${cpuInfo().arch}, kernel ${kernel}, threads ${threadCount}`);
+  const block = await ckpt.loadMoeLayer(layer, { weightDtype: dtype, threads });
+  const loadSeconds = (performance.now() - t0) / 1000;
+  console.log(`load: ${loadSeconds.toFixed(2)} s (${formatBytes(info.diskBytes)} read, ${info.weightFormat.toUpperCase()} -> ${block.weightDtype}), ` +
+    `layer holds ${formatBytes(block.bytes)}; ${memoryLine(rss0)}`);
+  return [block];
+}
+
+async function loadAll(ckpt: Checkpoint, dtype: LoadWeightDtype | undefined, threads: number | undefined,
+  rss0: number, t0: number, shape: string, kernel: string, threadCount: number): Promise<MoeBlock[]> {
+  const layers = ckpt.moeLayers;
+  console.log(`moe-cpu run: ${ckpt.dir}, all ${layers.length} MoE layers ${formatLayers(layers)} (${shape})`);
+  console.log(`cpu: ${cpuInfo().arch}, kernel ${kernel}, threads ${threadCount}`);
+  const estimate = ckpt.estimate({ weightDtype: dtype });
+  const disk = layers.reduce((a, n) => a + ckpt.layerInfo(n).diskBytes, 0);
+  const stored = [...new Set(layers.map((n) => ckpt.layerInfo(n).weightFormat.toUpperCase()))].join('/');
+  const as = [...new Set(estimate.layers.map((l) => l.weightDtype))].join('/');
+  console.log(`estimate: ${formatBytes(estimate.bytes)} packed + ${formatBytes(estimate.stagingBytes)} staging = ${formatBytes(estimate.peakBytes)} at peak; ` +
+    `${formatBytes(estimate.available)} available (${estimate.availableSource})`);
+  const progress = new Progress(layers.length);
+  const blocks = await ckpt.loadMoeLayers({
+    weightDtype: dtype, threads,
+    onProgress: (p) => progress.step(`layer ${p.layer} (${p.index + 1}/${p.count}), ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}, ` +
+      `${((performance.now() - t0) / 1000).toFixed(1)} s, RSS ${formatBytes(process.memoryUsage().rss)}`),
+  });
+  progress.end();
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const held = blocks.reduce((a, b) => a + b.bytes, 0);
+  const rss = process.memoryUsage().rss;
+  console.log(`load: ${blocks.length} layers in ${loadSeconds.toFixed(2)} s (${formatBytes(disk)} read, ${stored} -> ${as}, ` +
+    `${(disk / 1e9 / loadSeconds).toFixed(2)} GB/s), layers hold ${formatBytes(held)} (sum of block.bytes; estimate ${formatBytes(estimate.bytes)}); ` +
+    `${memoryLine(rss0)}; RSS / held = ${(rss / held).toFixed(3)}`);
+  return blocks;
 }
 
 /** Runs the same command with the scalar kernels in a child process; returns the relative error. */
