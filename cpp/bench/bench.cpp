@@ -1,16 +1,20 @@
 // Native benchmark (build/moe_bench): the machine's limits, then the fused MoE forward on the
-// SPEC.md presets judged against them, then the W13 de-interleave and layer packing.
+// SPEC.md presets judged against them (cold weights unless --warm; ggml's bench_moe beside it
+// with --peer-ggml), then the W13 de-interleave and layer packing.
 // Every case is timed the same way (timing.h); results can be written as JSON (--json FILE).
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cache_sweep.h"
 #include "layout_cases.h"
 #include "limits.h"
 #include "moe_cases.h"
+#include "peer_ggml.h"
 #include "presets.h"
 #include "proc.h"
 #include "report.h"
@@ -19,12 +23,21 @@ namespace {
 
 const char* kUsage = R"(moe_bench [--preset NAME,...|all] [--dtype f32,bf16,f16,mxfp4,int8] [--tokens 1,4,16,64,256,512]
           [--threads 1,all] [--iters N] [--cases limits,moe,deinterleave,packing] [--json FILE]
-  --preset   default gpt-oss-20b; 'all' is every preset but deepseek-v3 (22.5 GB in bf16: name
-             it to run it). A case whose packed layer does not fit in memory is skipped.
-  --threads  thread counts; 'all' = the physical cores available (the limits are measured
-             for each count)
-  --iters    timed calls per case (odd); default: as many as fit ~1.5 s, 3 to 21
-  --cases    which parts to run (the limits always run with 'moe')
+          [--warm] [--sweep-mb N] [--peer-ggml PATH]
+  --preset     default gpt-oss-20b; 'all' is every preset but deepseek-v3 (22.5 GB in bf16: name
+               it to run it). A case whose packed layer does not fit in memory is skipped.
+  --threads    thread counts; 'all' = the physical cores available (the limits are measured
+               for each count)
+  --iters      timed calls per case (odd); default: as many as fit the time budget (cold: ~3 s,
+               5 to 21 calls after >= 1 s of warm-up; warm: ~1.5 s, 3 to 21)
+  --cases      which parts to run (the limits always run with 'moe')
+  MoE cases run with cold weights: before every call, fresh routes (new random logits through
+  the preset's routing) and a cache sweep of --sweep-mb MiB per core (default max(64, 4 x L3)),
+  not timed.
+  --warm       the old way instead: the same routes every call and no sweep
+  --peer-ggml  a built bench_moe (ggml's MoE graph for gpt-oss-20b; also env MOE_BENCH_GGML):
+               run after each gpt-oss-20b format x thread count for the same token counts,
+               its medians printed beside ours (mxfp4 -> mxfp4 repack=1, int8 -> q8_0)
 )";
 
 struct Options {
@@ -35,6 +48,9 @@ struct Options {
   int iters = 0;
   std::set<std::string> cases = {"limits", "moe", "deinterleave", "packing"};
   std::string json;
+  bool warm = false;
+  size_t sweep_mib = 0;  // 0: max(64, 4 x L3)
+  std::string ggml;      // bench_moe path; "" = not given
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -63,6 +79,10 @@ Options parse(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") {
       std::printf("%s", kUsage);
       std::exit(0);
+    }
+    if (flag == "--warm") {
+      o.warm = true;
+      continue;
     }
     if (i + 1 >= argc) throw std::invalid_argument(flag + ": missing value");
     const std::string value = argv[++i];
@@ -94,6 +114,10 @@ Options parse(int argc, char** argv) {
       }
     } else if (flag == "--json") {
       o.json = value;
+    } else if (flag == "--sweep-mb") {
+      o.sweep_mib = positive(flag, value);
+    } else if (flag == "--peer-ggml") {
+      o.ggml = value;
     } else {
       throw std::invalid_argument("unknown flag " + flag);
     }
@@ -116,6 +140,10 @@ Options parse(int argc, char** argv) {
     if (!seen) o.threads.push_back(n);
   }
   if (o.cases.count("moe")) o.cases.insert("limits");
+  if (o.ggml.empty()) {
+    const char* env = std::getenv("MOE_BENCH_GGML");
+    if (env && *env) o.ggml = env;
+  }
   return o;
 }
 
@@ -168,7 +196,43 @@ int main(int argc, char** argv) {
                                  .num("bf16_dot_gflops", l.bf16_dot_gflops));
       }
     }
-    if (o.cases.count("moe")) bench::run_moe_cases({o.presets, o.dtypes, o.tokens, o.threads, o.iters}, limits, report);
+    if (o.cases.count("moe")) {
+      bench::MoeCases cases;
+      cases.presets = o.presets;
+      cases.dtypes = o.dtypes;
+      cases.tokens = o.tokens;
+      cases.threads = o.threads;
+      cases.iters = o.iters;
+      cases.warm = o.warm;
+      const bench::L3Info l3 = bench::l3_info();
+      const size_t sweep_bytes = o.sweep_mib ? o.sweep_mib << 20 : bench::default_sweep_bytes(l3.bytes());
+      std::unique_ptr<bench::CacheSweep> sweep;
+      if (!o.warm) {
+        sweep = std::make_unique<bench::CacheSweep>(sweep_bytes, moe::physical_core_count());
+        cases.sweep = sweep.get();
+      }
+      if (o.ggml.empty()) {
+        cases.ggml_absent = "no --peer-ggml";
+      } else if (const std::string problem = bench::ggml_binary_problem(o.ggml); !problem.empty()) {
+        cases.ggml_absent = problem;
+      } else {
+        cases.ggml = o.ggml;
+      }
+      report.machine()
+          .text("method", o.warm ? "warm" : "cold")
+          .text("l3", l3.describe())
+          .count("l3_bytes", static_cast<long long>(l3.bytes()))
+          .count("sweep_mib", o.warm ? 0 : static_cast<long long>(sweep_bytes >> 20))
+          .count("sweep_threads", o.warm ? 0 : static_cast<long long>(moe::physical_core_count()))
+          .text("weight_gbps", "median over the timed calls of each call's bytes (its distinct experts x 3*I*H x "
+                               "packed bytes per weight) / its time")
+          .text("ggml_binary", cases.ggml)
+          .text("ggml", cases.ggml.empty() ? "not run (" + cases.ggml_absent + ")" : "run");
+      std::printf("\nL3 %s; %s\n", l3.describe().c_str(),
+                  o.warm ? "warm weights (--warm): no sweep"
+                         : ("cache sweep " + std::to_string(sweep_bytes >> 20) + " MiB per core").c_str());
+      bench::run_moe_cases(cases, limits, report);
+    }
     if (o.cases.count("deinterleave")) bench::run_deinterleave_case(o.iters, report);
     if (o.cases.count("packing")) bench::run_packing_case(report);
   } catch (const std::exception& e) {

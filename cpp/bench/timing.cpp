@@ -58,7 +58,31 @@ Timing time_median(const std::function<void()>& call, int forced_iters, double b
     call();
     ms.push_back((now_seconds() - t0) * 1e3);
   }
-  return {median(ms), iters};
+  return {median(ms), iters, ms};
+}
+
+Timing time_median_cold(const std::function<void(bool)>& before, const std::function<void()>& call,
+                        int forced_iters, double budget_seconds, double warmup_seconds, int min_iters) {
+  double last = 1e-6;
+  const double warm_start = now_seconds();
+  for (int w = 0; w < kColdWarmups || now_seconds() - warm_start < warmup_seconds; ++w) {
+    before(false);
+    const double t0 = now_seconds();
+    call();
+    last = std::max(now_seconds() - t0, 1e-6);
+  }
+  int iters = forced_iters > 0 ? forced_iters
+                               : std::clamp(static_cast<int>(budget_seconds / last), std::max(min_iters, kMinIters),
+                                            std::max(kMaxIters, min_iters));
+  iters |= 1;
+  std::vector<double> ms;
+  for (int i = 0; i < iters; ++i) {
+    before(true);
+    const double t0 = now_seconds();
+    call();
+    ms.push_back((now_seconds() - t0) * 1e3);
+  }
+  return {median(ms), iters, ms};
 }
 
 std::vector<double> run_passes(unsigned threads, int passes,
