@@ -8,7 +8,8 @@
 //   2. per (expert, block of output rows): W2 rows against a -> y[route][H] (+ bias)
 //   3. per block of tokens: out[t] = sum over slots k, in slot order, of weight[t,k] * y[t,k]
 // Each output value is computed by exactly one task in a fixed order, so results are
-// identical for every thread count. Scratch is allocated once per call, a slice per thread.
+// identical for every thread count. Scratch is one arena per calling thread, a slice per pool
+// thread, reused from call to call.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -65,15 +66,24 @@ Groups group_routes(const int32_t* ids, size_t routes, size_t experts) {
   return g;
 }
 
-// Per-thread scratch of one call: the kernel's own, and the tile of dot products.
+// Per-thread scratch of one call: the kernel's own, and the tile of dot products. The memory is
+// kept by the calling thread from call to call (grown when a call needs more): a fresh
+// allocation of a few MB per call is fresh pages, and their faults cost more than a decode.
 struct Workspace {
   size_t kernel_bytes, tile_floats, stride;
-  AlignedBuffer buffer;
+  uint8_t* base;
   Workspace(size_t kernel, size_t tile, unsigned slots)
-      : kernel_bytes((kernel + 63) / 64 * 64), tile_floats(tile), stride(kernel_bytes + (2 * tile * sizeof(float) + 63) / 64 * 64),
-        buffer(stride * slots) {}
-  void* kernel(unsigned slot) const { return buffer.as<uint8_t>() + slot * stride; }
-  float* tile(unsigned slot) const { return reinterpret_cast<float*>(buffer.as<uint8_t>() + slot * stride + kernel_bytes); }
+      : kernel_bytes((kernel + 63) / 64 * 64), tile_floats(tile),
+        stride(kernel_bytes + (2 * tile * sizeof(float) + 63) / 64 * 64), base(arena(stride * slots)) {}
+  void* kernel(unsigned slot) const { return base + slot * stride; }
+  float* tile(unsigned slot) const { return reinterpret_cast<float*>(base + slot * stride + kernel_bytes); }
+
+ private:
+  static uint8_t* arena(size_t bytes) {
+    thread_local AlignedBuffer buffer;
+    if (buffer.bytes() < bytes) buffer = AlignedBuffer(bytes);
+    return buffer.as<uint8_t>();
+  }
 };
 
 }  // namespace

@@ -229,17 +229,24 @@ struct DecodeToBf16 {
 // Within f32 rounding of the decoded weights, not bit-identical to the f32 kernel (other order).
 constexpr size_t kLaneTokens = 3;  // token rows laid out per pass: 3 x 16 floats per depth
 
-inline size_t lane_element(size_t lane, size_t k) { return 4 * (lane % 4) + k / 2 + 16 * (k % 2); }
-
+// Lane i of nibble k takes element 4 (i % 4) + k / 2 of the chunk's first half (k even) or of
+// its second half (k odd): one vpermps of the 16 loaded values per k.
 void lay_out_tokens(const float* const* x, size_t tn, size_t n, size_t padded, float* xs) {
   for (size_t t = 0; t < tn; ++t) {
     float* dst = xs + t * padded * kPanelRows;
-    for (size_t c = 0; c < padded / kPanelDepth; ++c)
-      for (size_t k = 0; k < 8; ++k)
-        for (size_t lane = 0; lane < 16; ++lane) {
-          const size_t e = c * kPanelDepth + lane_element(lane, k);
-          dst[(c * 8 + k) * 16 + lane] = e < n ? x[t][e] : 0.0f;
-        }
+    for (size_t c = 0; c < padded / kPanelDepth; ++c) {
+      const size_t k0 = c * kPanelDepth;
+      const size_t left = n > k0 ? n - k0 : 0;
+      const __mmask16 lo = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+      const __mmask16 hi = left >= 32 ? 0xffff : left <= 16 ? 0 : static_cast<__mmask16>((1u << (left - 16)) - 1);
+      const __m512 half[2] = {_mm512_maskz_loadu_ps(lo, x[t] + k0), _mm512_maskz_loadu_ps(hi, x[t] + k0 + 16)};
+      for (size_t k = 0; k < 8; ++k) {
+        const int j = static_cast<int>(k / 2);
+        const __m512i idx = _mm512_setr_epi32(j, 4 + j, 8 + j, 12 + j, j, 4 + j, 8 + j, 12 + j, j, 4 + j, 8 + j, 12 + j, j,
+                                              4 + j, 8 + j, 12 + j);
+        _mm512_storeu_ps(dst + (c * 8 + k) * 16, _mm512_permutexvar_ps(idx, half[k % 2]));
+      }
+    }
   }
 }
 
