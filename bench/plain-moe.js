@@ -1,6 +1,6 @@
 // The MoE forward in straightforward JavaScript loops: f32 weights (Float32Array), sums in JS
 // numbers (float64). It is both a peer (what a JS-only project would write) and the reference
-// the output checks compare against (SPEC.md "The MoE forward for one token").
+// the output checks compare against (docs/spec.md "The MoE forward for one token").
 'use strict';
 
 const ACTIVATIONS = {

@@ -5,7 +5,7 @@ import { boolean, finiteNumber, object, oneOf, positiveInteger, sameType, weight
 export type Activation = 'swigluoai' | 'silu' | 'gelu' | 'gelu_tanh';
 export const ACTIVATIONS: readonly Activation[] = ['swigluoai', 'silu', 'gelu', 'gelu_tanh'];
 
-/** gpt-oss defaults (SPEC.md). */
+/** gpt-oss defaults (docs/spec.md). */
 export const SWIGLU_ALPHA = 1.702;
 export const SWIGLU_LIMIT = 7.0;
 

@@ -1,4 +1,4 @@
-// Benchmark presets: the MoE shapes of SPEC.md "Shapes that matter".
+// Benchmark presets: the MoE shapes of docs/spec.md "Shapes that matter".
 import type { Activation } from './activation';
 import type { Routing } from './routing';
 

@@ -1,4 +1,4 @@
-// Router: logits [T, E] -> top-K expert ids and weights per token (SPEC.md "Routing").
+// Router: logits [T, E] -> top-K expert ids and weights per token (docs/spec.md "Routing").
 import { binding } from './binding';
 import { boolean, finiteNumber, object, oneOf, positiveInteger, typedArray } from './validate';
 

@@ -9,7 +9,7 @@ import { ActivationName, Layout, RefRouting, refGatedActivation, refMoeForward, 
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** Kernel sets DESIGN.md names, per architecture. */
+/** Kernel sets docs/design.md names, per architecture. */
 const ISAS: Record<string, string[]> = {
   x64: ['scalar', 'avx2', 'avx512'],
   arm64: ['scalar', 'neon', 'sve'],

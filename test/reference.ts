@@ -1,4 +1,4 @@
-// Independent reference for the tests, written from SPEC.md only (no import of the package).
+// Independent reference for the tests, written from docs/spec.md only (no import of the package).
 // Plain TypeScript, float64 math. Slow and obvious on purpose: it is the oracle.
 
 export type Layout = 'halves' | 'interleaved';
@@ -17,7 +17,7 @@ export type RefRouting =
 
 export const SWIGLU_ALPHA_DEFAULT = 1.702;
 export const SWIGLU_LIMIT_DEFAULT = 7.0;
-const GELU_TANH_SCALE = 0.7978845608028654; // sqrt(2 / pi), as written in SPEC.md
+const GELU_TANH_SCALE = 0.7978845608028654; // sqrt(2 / pi), as written in docs/spec.md
 const GELU_TANH_CUBIC = 0.044715;
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 // Native benchmark (build/moe_bench): the machine's limits, then the fused MoE forward on the
-// SPEC.md presets judged against them (cold weights unless --warm; ggml's bench_moe beside it
+// docs/spec.md presets judged against them (cold weights unless --warm; ggml's bench_moe beside it
 // with --peer-ggml), then the W13 de-interleave and layer packing.
 // Every case is timed the same way (timing.h); results can be written as JSON (--json FILE).
 #include <cstdio>

@@ -1,4 +1,4 @@
-// The benchmark shapes of SPEC.md "Shapes that matter" (the same list as lib/presets.ts).
+// The benchmark shapes of docs/spec.md "Shapes that matter" (the same list as lib/presets.ts).
 #pragma once
 
 #include <cstddef>

@@ -29,7 +29,7 @@ export const BENCH_USAGE = `moe-cpu bench [--preset NAME] [--dtype bf16|f32|f16|
 // Bytes per weight as the layer holds it (mxfp4 and int8: codes and one scale per 32).
 const PACKED_BYTES: Record<BenchDtype, number> = { f32: 4, bf16: 2, f16: 2, mxfp4: 4.25 / 8, int8: 8.5 / 8 };
 
-// Token counts SPEC.md calls decode: every selected expert's weights are read once per call,
+// Token counts docs/spec.md calls decode: every selected expert's weights are read once per call,
 // so the time is bound by memory bandwidth.
 const DECODE_MAX_TOKENS = 4;
 // Timed calls per token count when --iters does not say: as many as fit the budget judging by

@@ -24,7 +24,7 @@ export const RUN_USAGE = `moe-cpu run <dir> --layer N | --all-layers [--tokens T
   checksum; --verify compares with the scalar kernels (MOE_CPU_ISA=scalar, in a child process);
   --out writes the output's raw bytes (all layers' outputs, in order)`;
 
-/** SPEC.md "Precision contract": all-f32, and anything with bf16. */
+/** docs/spec.md "Precision contract": all-f32, and anything with bf16. */
 const F32_TOLERANCE = 1e-5;
 const BF16_TOLERANCE = 1e-2;
 

@@ -3,7 +3,7 @@
 // the x64 prebuild under qemu-x86_64 with a CPU without AVX, and from a tarball installed with
 // `npm install --ignore-scripts`. A gpt-oss-style layer (swigluoai, biases, topk-softmax
 // routing from logits) in both W13 layouts, f32 and bf16, against a float64 reference written
-// here from SPEC.md, with SPEC's precision contract.
+// here from docs/spec.md, with SPEC's precision contract.
 //   MOE_CPU_PACKAGE   the package folder to test (default: this repository)
 //   MOE_CPU_ISA       the kernel set that must be the one running (cpuInfo().kernel)
 //   MOE_CPU_BINARY    the addon file, relative to the package, node-gyp-build must load
@@ -41,7 +41,7 @@ function rng(seed) {
   };
 }
 
-// ---- float64 reference (SPEC.md "The MoE forward") ------------------------------------------
+// ---- float64 reference (docs/spec.md "The MoE forward") ------------------------------------------
 
 function swigluoai(g, u, alpha = 1.702, limit = 7) {
   const gc = Math.min(g, limit);
