@@ -18,6 +18,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 namespace moe {
 namespace {
@@ -39,6 +41,17 @@ inline size_t align_panel(size_t bytes) { return (bytes + kPanelAlignment - 1) /
 // Offset of the scales of a quantized panel of `padded` depth: after all its codes.
 inline size_t mxfp4_scales_offset(size_t padded) { return padded / kPanelDepth * kPanelRows * kMxfp4CodeBytes; }
 inline size_t int8_scales_offset(size_t padded) { return padded / kPanelDepth * kPanelRows * kInt8CodeBytes; }
+
+// An mxfp4 e8m0 scale byte as the f32 2^(s - 127): the exponent field s, except s = 0 (the
+// subnormal 2^-127) and 0xFF (NaN).
+inline float e8m0_value(uint8_t s) {
+  uint32_t bits = static_cast<uint32_t>(s) << 23;
+  bits = s == 0 ? 0x00400000u : bits;
+  bits = s == 0xff ? 0x7fc00000u : bits;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
 
 }  // namespace
 }  // namespace moe

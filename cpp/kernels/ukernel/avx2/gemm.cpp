@@ -79,15 +79,6 @@ struct F16Weights : DenseChunk<2> {
   };
 };
 
-inline float e8m0_value(uint8_t s) {
-  uint32_t bits = static_cast<uint32_t>(s) << 23;
-  bits = s == 0 ? 0x00400000u : bits;
-  bits = s == 0xff ? 0x7fc00000u : bits;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
 // mxfp4: step s takes 8 code bytes (s % 2) and one nibble (s / 2); vpermps looks up the
 // magnitude (low 3 bits) and bit 3 becomes the sign.
 struct Mxfp4Weights {

@@ -123,16 +123,6 @@ struct Bf16PairWeights : DensePrefetch<2> {
   };
 };
 
-// e8m0 scale byte -> 2^(s - 127) as f32 bits (s = 0 is the subnormal 2^-127; 0xFF is NaN).
-inline float e8m0_value(uint8_t s) {
-  uint32_t bits = static_cast<uint32_t>(s) << 23;
-  bits = s == 0 ? 0x00400000u : bits;
-  bits = s == 0xff ? 0x7fc00000u : bits;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
 // Row r's lane of a chunk's 4 values, in all 16 lanes.
 inline __m512 broadcast_row(__m128 four, size_t r) {
   return _mm512_broadcastss_ps(_mm_permutevar_ps(four, _mm_set1_epi32(static_cast<int>(r))));

@@ -59,16 +59,6 @@ struct F16Weights : DenseChunk<2> {
   };
 };
 
-// e8m0 scale byte -> 2^(s - 127) as f32 bits (s = 0 is the subnormal 2^-127; 0xFF is NaN).
-inline float e8m0_value(uint8_t s) {
-  uint32_t bits = static_cast<uint32_t>(s) << 23;
-  bits = s == 0 ? 0x00400000u : bits;
-  bits = s == 0xff ? 0x7fc00000u : bits;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
 // mxfp4: step s reads nibble half s / 4 of the row's 16 code bytes (format/panel.h), elements
 // 4 (s % 4) onwards. Two TBL lookups give the low and high byte of each e2m1 value's bf16 bits
 // (exact, -0 included); zipped into halfwords and shifted into f32 lanes, then times the block

@@ -71,20 +71,6 @@ struct F16Weights : DenseChunk<2> {
   };
 };
 
-inline float f32_from_bits(uint32_t bits) {
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-// e8m0 scale byte -> 2^(s - 127) as f32 bits (s = 0 is the subnormal 2^-127; 0xFF is NaN).
-inline float e8m0_value(uint8_t s) {
-  uint32_t bits = static_cast<uint32_t>(s) << 23;
-  bits = s == 0 ? 0x00400000u : bits;
-  bits = s == 0xff ? 0x7fc00000u : bits;
-  return f32_from_bits(bits);
-}
-
 // mxfp4: a code nibble (sign, 2 exponent bits, 1 mantissa bit) placed at f32 bits 31 and
 // 24-22 is e2m1 x 2^-126 exactly (codes 0 and 1 as subnormals); times 2^126 it is the e2m1
 // value, times the block scale the decoded weight: both products exact, -0 kept, as the
