@@ -18,11 +18,12 @@
 #include "presets.h"
 #include "proc.h"
 #include "report.h"
+#include "ukernel_cases.h"
 
 namespace {
 
 const char* kUsage = R"(moe_bench [--preset NAME,...|all] [--dtype f32,bf16,f16,mxfp4,int8] [--tokens 1,4,16,64,256,512]
-          [--threads 1,all] [--iters N] [--cases limits,moe,deinterleave,packing] [--json FILE]
+          [--threads 1,all] [--iters N] [--cases limits,moe,ukernels,deinterleave,packing] [--json FILE]
           [--warm] [--sweep-mb N] [--peer-ggml PATH]
   --preset     default gpt-oss-20b; 'all' is every preset but deepseek-v3 (22.5 GB in bf16: name
                it to run it). A case whose packed layer does not fit in memory is skipped.
@@ -108,7 +109,7 @@ Options parse(int argc, char** argv) {
     } else if (flag == "--cases") {
       o.cases.clear();
       for (const auto& c : split(value)) {
-        if (c != "limits" && c != "moe" && c != "deinterleave" && c != "packing")
+        if (c != "limits" && c != "moe" && c != "ukernels" && c != "deinterleave" && c != "packing")
           throw std::invalid_argument("--cases: unknown case '" + c + "'");
         o.cases.insert(c);
       }
@@ -196,6 +197,7 @@ int main(int argc, char** argv) {
                                  .num("bf16_dot_gflops", l.bf16_dot_gflops));
       }
     }
+    if (o.cases.count("ukernels")) bench::run_ukernel_cases(report, o.iters);
     if (o.cases.count("moe")) {
       bench::MoeCases cases;
       cases.presets = o.presets;
