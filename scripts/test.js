@@ -95,6 +95,22 @@ function platformToolsMissing() {
   return missing;
 }
 
+// The static binary checks read the object files of the prebuild staging build
+// (build-prebuild/<arch>), which only `npm run prebuild` makes: a fresh clone has the committed
+// prebuilds but not those, so build them here (this rebuilds prebuilds/ too, as CI does).
+function ensurePrebuildObjects() {
+  const missing = ['x64', 'arm64'].filter(
+    (arch) => !fs.existsSync(path.join(root, 'build-prebuild', arch, 'build', 'Release', 'obj.target')));
+  if (missing.length === 0) return;
+  if (!run(`prebuild (no staging objects for ${missing.join(', ')})`, process.execPath, [path.join(root, 'scripts', 'prebuild.js')])) {
+    console.log('npm run prebuild failed: the platform suites cannot run');
+    broken = true;
+  }
+}
+
+const crossToolsMissing = ['all', 'platforms'].includes(only) &&
+  ['aarch64-linux-gnu-g++', 'qemu-aarch64', 'qemu-x86_64'].some((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
+if (['all', 'platforms'].includes(only) && !crossToolsMissing) ensurePrebuildObjects();
 const missingTools = ['all', 'platforms'].includes(only) ? platformToolsMissing() : [];
 if (missingTools.length > 0 && (only === 'platforms' || process.env.CI)) {
   console.log(`\nplatform suites cannot run, missing: ${missingTools.join(', ')}`);
