@@ -13,16 +13,10 @@ namespace moe {
 
 namespace {
 
-constexpr float kE2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
-                             -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 constexpr uint8_t kNanScale = 0xff;
 constexpr int kScaleBias = 127;
 // floor(log2(max|v|)) - kE2m1MaxExponent: 6 = 1.5 * 2^2, so the largest value lands in [4, 8).
 constexpr int kE2m1MaxExponent = 2;
-
-float scale_value(uint8_t s) {
-  return s == kNanScale ? std::nanf("") : std::ldexp(1.0f, static_cast<int>(s) - kScaleBias);
-}
 
 // Nearest e2m1 code of x (already divided by the scale), ties to the even code, saturating:
 // the magnitude code counts the grid midpoints below |x| (a midpoint itself goes to the even
@@ -96,21 +90,15 @@ void pack_row_native(const uint8_t* blocks, const uint8_t* scales, size_t depth,
   }
 }
 
+// The caller's rows are checkpoint blocks: the checkpoint decoder of format/mxfp4_decode.cpp.
 void decode_row(const uint8_t* blocks, const uint8_t* scales, size_t depth, float* out) {
-  for (size_t c = 0; c < depth / kPanelDepth; ++c) {
-    const float scale = scale_value(scales[c]);
-    for (size_t j = 0; j < kMxfp4CodeBytes; ++j) {
-      const uint8_t b = blocks[c * kMxfp4CodeBytes + j];
-      out[c * kPanelDepth + 2 * j] = kE2m1[b & 0xf] * scale;
-      out[c * kPanelDepth + 2 * j + 1] = kE2m1[b >> 4] * scale;
-    }
-  }
+  decode_mxfp4_f32(blocks, scales, depth / kPanelDepth, out);
 }
 
 void decode_panel_row(const uint8_t* panel, size_t padded, size_t r, float* out) {
   uint8_t* p = const_cast<uint8_t*>(panel);
   for (size_t c = 0; c < padded / kPanelDepth; ++c) {
-    const float scale = scale_value(*scale_slot(p, padded, c, r));
+    const float scale = e8m0_value(*scale_slot(p, padded, c, r));
     const uint8_t* codes = code_slot(p, c, r);
     for (size_t j = 0; j < kMxfp4CodeBytes; ++j) {
       out[c * kPanelDepth + j] = kE2m1[codes[j] & 0xf] * scale;

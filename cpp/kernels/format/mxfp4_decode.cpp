@@ -5,25 +5,12 @@
 // Every e2m1 value times a power of two is exact in f32 (at most two significant bits), and
 // exact in bf16 too, so the bf16 result is the upper half of the f32 bits: no rounding.
 #include <cstring>
-#include <limits>
 
+#include "format/panel.h"
 #include "moe_cpu.h"
 
 namespace moe {
 namespace {
-
-constexpr float kE2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
-                             -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-constexpr uint8_t kScaleNaN = 0xFF;
-
-// 2^(s - 127) as an f32: s >= 1 is the exponent field itself; s = 0 is the subnormal 2^-127.
-inline float e8m0_to_f32(uint8_t s) {
-  if (s == kScaleNaN) return std::numeric_limits<float>::quiet_NaN();
-  const uint32_t bits = s == 0 ? 0x00400000u : static_cast<uint32_t>(s) << 23;
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
-}
 
 inline uint16_t upper_half(float value) {
   uint32_t bits;
@@ -36,7 +23,7 @@ template <typename Out, typename Store>
 void decode(const uint8_t* blocks, const uint8_t* scales, size_t num_blocks, Out* out, Store store) {
   Out table[16];
   for (size_t b = 0; b < num_blocks; ++b) {
-    const float scale = e8m0_to_f32(scales[b]);
+    const float scale = e8m0_value(scales[b]);
     for (size_t c = 0; c < 16; ++c) table[c] = store(kE2m1[c] * scale);
     const uint8_t* codes = blocks + b * kMxfp4BlockBytes;
     Out* dst = out + b * kMxfp4BlockValues;

@@ -42,6 +42,10 @@ inline size_t align_panel(size_t bytes) { return (bytes + kPanelAlignment - 1) /
 inline size_t mxfp4_scales_offset(size_t padded) { return padded / kPanelDepth * kPanelRows * kMxfp4CodeBytes; }
 inline size_t int8_scales_offset(size_t padded) { return padded / kPanelDepth * kPanelRows * kInt8CodeBytes; }
 
+// The e2m1 values of the 16 mxfp4 codes (bit 3 the sign).
+constexpr float kE2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                             -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
 // An mxfp4 e8m0 scale byte as the f32 2^(s - 127): the exponent field s, except s = 0 (the
 // subnormal 2^-127) and 0xFF (NaN).
 inline float e8m0_value(uint8_t s) {

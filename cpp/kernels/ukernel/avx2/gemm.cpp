@@ -96,7 +96,7 @@ struct Mxfp4Weights {
       const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + r * kMxfp4CodeBytes + 8 * (s % 2)));
       __m256i idx = _mm256_cvtepu8_epi32(bytes);
       if (s >= 2) idx = _mm256_srli_epi32(idx, 4);
-      const __m256 magnitude = _mm256_permutevar8x32_ps(_mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f), idx);
+      const __m256 magnitude = _mm256_permutevar8x32_ps(_mm256_loadu_ps(kE2m1), idx);
       const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(idx, _mm256_set1_epi32(8)), 28);
       return _mm256_mul_ps(_mm256_xor_ps(magnitude, _mm256_castsi256_ps(sign)), _mm256_set1_ps(scale[r]));
     }

@@ -143,8 +143,7 @@ struct Mxfp4Weights {
     const uint8_t* codes;
     __m512 table[kPanelRows];
     Chunk(const uint8_t* panel, size_t padded, size_t c) : codes(panel + c * kChunkBytes) {
-      const __m512 e2m1 = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
-                                         -2.0f, -3.0f, -4.0f, -6.0f);
+      const __m512 e2m1 = _mm512_loadu_ps(kE2m1);
       const uint8_t* s = panel + mxfp4_scales_offset(padded) + c * kPanelRows;
       for (size_t r = 0; r < kPanelRows; ++r) table[r] = _mm512_mul_ps(e2m1, _mm512_set1_ps(e8m0_value(s[r])));
     }
@@ -254,8 +253,7 @@ inline __m512 e8m0_lanes(const uint8_t* scales) {
 
 template <size_t T>
 void mxfp4_lanes_panel(const uint8_t* panel, size_t padded, const float* xs, float* out, size_t tokens, size_t rows) {
-  const __m512 e2m1 = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f,
-                                     -3.0f, -4.0f, -6.0f);
+  const __m512 e2m1 = _mm512_loadu_ps(kE2m1);
   const uint8_t* scales = panel + mxfp4_scales_offset(padded);
   __m512 acc[T];
   MOE_UNROLL
