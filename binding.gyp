@@ -23,6 +23,11 @@
       "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17"] }
     },
     "conditions": [
+      # Never unloaded: Node dlclose()s an addon when the last Worker that loaded it exits,
+      # while the process-wide native pool may still be running its code.
+      ["OS == 'linux'", {
+        "ldflags": ["-Wl,-z,nodelete"]
+      }],
       ["OS == 'linux' and moe_portable == 'true'", {
         "cflags": ["-fvisibility=hidden"],
         "ldflags": ["-static-libstdc++", "-Wl,--version-script=<(module_root_dir)/cpp/addon/exports.map", "-Wl,--gc-sections"]

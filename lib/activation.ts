@@ -1,6 +1,7 @@
 // Standalone gated activations over [T, 2I] -> [T, I]; either W13 layout, f32 or bf16.
 import { binding } from './binding';
 import { boolean, finiteNumber, object, oneOf, positiveInteger, sameType, weightArray, type WeightArray } from './validate';
+import { rangeError } from './errors';
 
 export type Activation = 'swigluoai' | 'silu' | 'gelu' | 'gelu_tanh';
 export const ACTIVATIONS: readonly Activation[] = ['swigluoai', 'silu', 'gelu', 'gelu_tanh'];
@@ -19,7 +20,7 @@ export interface GatedShape {
 export function checkSwigluLimit(value: unknown, name: string): number {
   if (value === Infinity) return value;
   const limit = finiteNumber(value, name, SWIGLU_LIMIT);
-  if (!(limit > 0)) throw new RangeError(`${name}: expected a positive number, got ${limit}`);
+  if (!(limit > 0)) throw rangeError(`${name}: expected a positive number, got ${limit}`);
   return limit;
 }
 
@@ -30,7 +31,7 @@ function gated<T extends WeightArray>(x: T, options: GatedShape, kind: Activatio
   const interleaved = boolean(o.isInterleaved, 'isInterleaved');
   const input = weightArray(x, 'x') as T;
   if (input.length !== tokens * 2 * I) {
-    throw new RangeError(`x: expected length ${tokens * 2 * I} ([T=${tokens}, 2I=${2 * I}]), got ${input.length}`);
+    throw rangeError(`x: expected length ${tokens * 2 * I} ([T=${tokens}, 2I=${2 * I}]), got ${input.length}`);
   }
   const out = sameType(input, tokens * I);
   binding.gatedActivation(input, out, tokens, I, interleaved, kind, alpha, limit);

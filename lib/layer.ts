@@ -11,6 +11,7 @@ import {
   boolean, describe, finiteNumber, object, oneOf, optionalBoolean, positiveInteger, sameType, typedArray, weightArray,
   type WeightArray,
 } from './validate';
+import { typeError, rangeError } from './errors';
 
 export type { KernelChoice, WeightDtype };
 
@@ -113,7 +114,7 @@ export class MoeLayer {
     const K = checkTopK(o.topK, E);
     const activation = oneOf(o.activation, 'activation', ACTIVATIONS);
     if (o.isW13Interleaved === undefined) {
-      throw new TypeError(
+      throw typeError(
         'isW13Interleaved: required (true for gpt-oss-style interleaved gate/up rows, false for halves); got undefined',
       );
     }
@@ -136,7 +137,7 @@ export class MoeLayer {
     const w2Bias = o.w2Bias === undefined ? null : layerBias(o.w2Bias, 'w2Bias', dtype, E * H, `[E=${E}, H=${H}]`);
     const routerWeight = o.routerWeight === undefined ? null : routerArray(o.routerWeight, 'routerWeight', E * H, `[E=${E}, H=${H}]`);
     if (o.routerBias !== undefined && !routerWeight) {
-      throw new TypeError('routerBias: given without routerWeight; pass routerWeight [E, H] too, or drop routerBias');
+      throw typeError('routerBias: given without routerWeight; pass routerWeight [E, H] too, or drop routerBias');
     }
     const routerBias = o.routerBias === undefined ? null : routerArray(o.routerBias, 'routerBias', E, `[E=${E}]`);
 
@@ -219,7 +220,7 @@ export class MoeLayer {
   }
 
   #live(): NativeLayer {
-    if (!this.#native) throw new TypeError('MoeLayer: this layer was disposed; create a new one');
+    if (!this.#native) throw typeError('MoeLayer: this layer was disposed; create a new one');
     return this.#native;
   }
 
@@ -228,7 +229,7 @@ export class MoeLayer {
     const H = this.hiddenSize;
     const hidden = weightArray(hiddenArg, 'hidden') as T;
     if (hidden.length % H !== 0) {
-      throw new RangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);
+      throw rangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);
     }
     return { hidden, tokens: hidden.length / H };
   }
@@ -239,7 +240,7 @@ export class MoeLayer {
       return route(logits, tokens, this.numExperts, this.topK, this.#routing);
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
-      throw new RangeError(`hidden: the router logits computed from it are not finite (${err.message}); check hidden for NaN or Infinity`, { cause: err });
+      throw rangeError(`hidden: the router logits computed from it are not finite (${err.message}); check hidden for NaN or Infinity`, { cause: err });
     }
   }
 
@@ -248,7 +249,7 @@ export class MoeLayer {
     const E = this.numExperts, K = this.topK;
     if (routeArg === undefined) {
       if (!this.#router) {
-        throw new TypeError('route: required, as { logits } or { ids, weights }, because this layer has no router (routerWeight); got undefined');
+        throw typeError('route: required, as { logits } or { ids, weights }, because this layer has no router (routerWeight); got undefined');
       }
       const { weight, bias } = this.#router;
       const logits = binding.routerLogits(hidden, tokens, this.hiddenSize, weight, E, bias, this.threads);
@@ -264,14 +265,14 @@ export class MoeLayer {
       weights = typedArray(r.weights, 'route.weights', Float32Array, tokens * K, `[T=${tokens}, K=${K}]`);
       for (let i = 0; i < ids.length; i++) {
         if (!(ids[i] >= 0 && ids[i] < E)) {
-          throw new RangeError(`route.ids[${i}]: expected an expert id in [0, ${E}), got ${ids[i]}`);
+          throw rangeError(`route.ids[${i}]: expected an expert id in [0, ${E}), got ${ids[i]}`);
         }
         if (!Number.isFinite(weights[i])) {
-          throw new RangeError(`route.weights[${i}]: expected a finite number, got ${weights[i]}`);
+          throw rangeError(`route.weights[${i}]: expected a finite number, got ${weights[i]}`);
         }
       }
     } else {
-      throw new TypeError(`route: expected { logits } or { ids, weights }, got ${describe(routeArg)}`);
+      throw typeError(`route: expected { logits } or { ids, weights }, got ${describe(routeArg)}`);
     }
     return { hidden, tokens, ids, weights, out: sameType(hidden, hidden.length) };
   }
@@ -280,6 +281,6 @@ export class MoeLayer {
 /** routerWeight / routerBias: Float32Array or bf16 Uint16Array of `length` elements. */
 function routerArray(value: unknown, name: string, length: number, shape: string): WeightArray {
   const array = weightArray(value, name);
-  if (array.length !== length) throw new RangeError(`${name}: expected length ${length} (${shape}), got ${array.length}`);
+  if (array.length !== length) throw rangeError(`${name}: expected length ${length} (${shape}), got ${array.length}`);
   return array;
 }

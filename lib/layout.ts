@@ -1,6 +1,7 @@
 // W13 layout conversion: interleaved (g0,u0,g1,u1,…) <-> halves (g0…g(I-1), u0…u(I-1)).
 import { binding } from './binding';
 import { object, optionalBoolean, positiveInteger, sameType, weightArray, type WeightArray } from './validate';
+import { rangeError } from './errors';
 
 export interface W13Shape {
   numExperts: number;
@@ -24,7 +25,7 @@ function permute<T extends WeightArray>(w: T, options: W13Shape, toInterleaved: 
   const length = E * 2 * I * H;
   if (array.length !== length) {
     const shape = transposed ? `[E=${E}, H=${H}, 2I=${2 * I}]` : `[E=${E}, 2I=${2 * I}, H=${H}]`;
-    throw new RangeError(`w: expected length ${length} (${shape}), got ${array.length}`);
+    throw rangeError(`w: expected length ${length} (${shape}), got ${array.length}`);
   }
   const out = inPlace ? array : sameType(array, length);
   const [outer, inner] = transposed ? [E * H, 1] : [E, H];

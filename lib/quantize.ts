@@ -2,6 +2,7 @@
 // store them, quantize() / dequantize(), and the checks MoeLayer runs on its weights.
 import { binding, type NativeTensor } from './binding';
 import { describe, oneOf, positiveInteger, typedArray } from './validate';
+import { typeError, rangeError } from './errors';
 
 /**
  * The format a layer holds its expert weights in (biases are always held in f32):
@@ -100,7 +101,7 @@ function quantizedTensor(value: unknown, name: string, format: QuantizedFormat, 
   const rows = rowsOf(s), blocks = rows * (s.depth / BLOCK_VALUES);
   if (format === 'mxfp4') {
     if (o.blocks === undefined && o.codes !== undefined) {
-      throw new TypeError(`${name}: expected ${MXFP4_TENSOR} for ${context} 'mxfp4', got ${describeValue(value)} (an int8 tensor)`);
+      throw typeError(`${name}: expected ${MXFP4_TENSOR} for ${context} 'mxfp4', got ${describeValue(value)} (an int8 tensor)`);
     }
     beforeFields?.();
     const data = typedArray(o.blocks, `${name}.blocks`, Uint8Array, blocks * MXFP4_BLOCK_BYTES,
@@ -110,7 +111,7 @@ function quantizedTensor(value: unknown, name: string, format: QuantizedFormat, 
     return { format, data, scales };
   }
   if (o.codes === undefined && o.blocks !== undefined) {
-    throw new TypeError(`${name}: expected ${INT8_TENSOR} for ${context} 'int8', got ${describeValue(value)} (an mxfp4 tensor)`);
+    throw typeError(`${name}: expected ${INT8_TENSOR} for ${context} 'int8', got ${describeValue(value)} (an mxfp4 tensor)`);
   }
   beforeFields?.();
   const data = typedArray(o.codes, `${name}.codes`, Int8Array, rows * s.depth, dims(s, [`${s.depthName}=${s.depth}`]),
@@ -153,14 +154,14 @@ export function layerWeight(value: unknown, name: string, dtype: WeightDtype, s:
   if (isQuantized(dtype) && isTensorObject(value)) {
     return quantizedTensor(value, name, dtype, s, 'weightDtype', () => {
       if (transposed) {
-        throw new RangeError(
+        throw rangeError(
           `transposed: expected false with a pre-quantized ${dtype} ${name} (its blocks of 32 run along the input axis ` +
           `of each output row: ${dims(s, [`${s.depthName}=${s.depth}`])}), got true; ` +
           'quantize the rows in that orientation, or pass f32/bf16 values');
       }
     });
   }
-  throw new TypeError(`${name}: expected ${acceptedWeights(dtype)} for weightDtype '${dtype}', got ${describeValue(value)}`);
+  throw typeError(`${name}: expected ${acceptedWeights(dtype)} for weightDtype '${dtype}', got ${describeValue(value)}`);
 }
 
 /** A layer's bias: f32 and bf16 layers take their own dtype; the others f32, or 16-bit values (f16 for 'f16', else bf16). */
@@ -172,13 +173,13 @@ export function layerBias(value: unknown, name: string, dtype: WeightDtype, leng
   if (value instanceof Uint16Array) {
     return { format: half, data: typedArray(value, name, Uint16Array, length, shape, `Uint16Array (${half} bit patterns)`) };
   }
-  throw new TypeError(`${name}: expected Float32Array (f32) or Uint16Array (${half} bit patterns) for weightDtype '${dtype}', got ${describeValue(value)}`);
+  throw typeError(`${name}: expected Float32Array (f32) or Uint16Array (${half} bit patterns) for weightDtype '${dtype}', got ${describeValue(value)}`);
 }
 
 /** Quantized layers: H and I must be multiples of the block (each is the input axis of one matrix). */
 export function checkBlockMultiple(dtype: WeightDtype, value: number, name: string, matrix: string): void {
   if (isQuantized(dtype) && value % BLOCK_VALUES !== 0) {
-    throw new RangeError(
+    throw rangeError(
       `${name}: expected a multiple of ${BLOCK_VALUES} for weightDtype '${dtype}' (blocks of ${BLOCK_VALUES} values ` +
       `along the input axis of ${matrix}), got ${value}`);
   }
@@ -227,7 +228,7 @@ export function int8Refusal(err: unknown, tensors: [string, NativeTensor | null]
     if (tooLarge) {
       const big = firstBeyond(t.data as Float32Array | Uint16Array, INT8_MAX_MAGNITUDE);
       if (big) {
-        return new RangeError(
+        return rangeError(
           `${name}[${big.index}]: expected |value| <= ${INT8_MAX_MAGNITUDE} for ${context} 'int8' (its block's f16 scale would overflow), got ${big.value}`,
           { cause: err });
       }
@@ -235,7 +236,7 @@ export function int8Refusal(err: unknown, tensors: [string, NativeTensor | null]
     }
     const bad = firstNonFinite(t.data as Float32Array | Uint16Array);
     if (bad) {
-      return new RangeError(
+      return rangeError(
         `${name}[${bad.index}]: expected a finite value for ${context} 'int8' (int8 blocks cannot hold NaN or infinity), got ${bad.value}`,
         { cause: err });
     }
@@ -245,12 +246,12 @@ export function int8Refusal(err: unknown, tensors: [string, NativeTensor | null]
 
 /** [rows, depth] of quantize/dequantize; quantized formats need depth % 32 == 0. */
 function matrixShape(value: unknown, format: WeightDtype): { rows: number; depth: number } {
-  if (!Array.isArray(value)) throw new TypeError(`shape: expected [rows, depth], got ${describeValue(value)}`);
-  if (value.length !== 2) throw new RangeError(`shape: expected [rows, depth] (2 entries), got ${value.length} entries`);
+  if (!Array.isArray(value)) throw typeError(`shape: expected [rows, depth], got ${describeValue(value)}`);
+  if (value.length !== 2) throw rangeError(`shape: expected [rows, depth] (2 entries), got ${value.length} entries`);
   const rows = positiveInteger(value[0], 'shape[0] (rows)');
   const depth = positiveInteger(value[1], 'shape[1] (depth)');
   if (isQuantized(format) && depth % BLOCK_VALUES !== 0) {
-    throw new RangeError(
+    throw rangeError(
       `shape[1] (depth): expected a multiple of ${BLOCK_VALUES} for '${format}' (blocks of ${BLOCK_VALUES} values along each row), got ${depth}`);
   }
   return { rows, depth };
@@ -279,7 +280,7 @@ export function quantize(values: Float32Array, shape: readonly [number, number],
   const f = oneOf(format, 'format', QUANTIZED);
   const { rows, depth } = matrixShape(shape, f);
   if (src.length !== rows * depth) {
-    throw new RangeError(`values: expected length ${rows * depth} ([rows=${rows}, depth=${depth}]), got ${src.length}`);
+    throw rangeError(`values: expected length ${rows * depth} ([rows=${rows}, depth=${depth}]), got ${src.length}`);
   }
   const blocks = rows * (depth / BLOCK_VALUES);
   if (f === 'mxfp4') {
@@ -312,7 +313,7 @@ export function dequantize(tensor: QuantizedTensor | Float32Array | Uint16Array,
   let t: NativeTensor;
   if (f === 'mxfp4' || f === 'int8') {
     if (!isTensorObject(tensor)) {
-      throw new TypeError(`tensor: expected ${f === 'mxfp4' ? MXFP4_TENSOR : INT8_TENSOR}, got ${describeValue(tensor)}`);
+      throw typeError(`tensor: expected ${f === 'mxfp4' ? MXFP4_TENSOR : INT8_TENSOR}, got ${describeValue(tensor)}`);
     }
     t = quantizedTensor(tensor, 'tensor', f, s, 'format');
   } else if (f === 'f32') {

@@ -1,6 +1,7 @@
 // Router: logits [T, E] -> top-K expert ids and weights per token (docs/spec.md "Routing").
 import { binding } from './binding';
 import { boolean, finiteNumber, object, oneOf, positiveInteger, typedArray } from './validate';
+import { rangeError } from './errors';
 
 export type Routing =
   | { mode: 'topk-softmax' }
@@ -40,20 +41,20 @@ export function checkRouting(value: unknown, numExperts: number, topK: number, n
     arg.renormalize = boolean(r.renormalize, `${name}.renormalize`);
     arg.numGroups = positiveInteger(r.numGroups, `${name}.numGroups`);
     if (numExperts % arg.numGroups !== 0) {
-      throw new RangeError(`${name}.numGroups: expected a divisor of numExperts (${numExperts}), got ${arg.numGroups}`);
+      throw rangeError(`${name}.numGroups: expected a divisor of numExperts (${numExperts}), got ${arg.numGroups}`);
     }
     arg.topkGroups = positiveInteger(r.topkGroups, `${name}.topkGroups`);
     if (arg.topkGroups > arg.numGroups) {
-      throw new RangeError(`${name}.topkGroups: expected at most numGroups (${arg.numGroups}), got ${arg.topkGroups}`);
+      throw rangeError(`${name}.topkGroups: expected at most numGroups (${arg.numGroups}), got ${arg.topkGroups}`);
     }
     const candidates = arg.topkGroups * (numExperts / arg.numGroups);
     if (topK > candidates) {
-      throw new RangeError(`topK: expected at most topkGroups × experts per group (${candidates}), got ${topK}`);
+      throw rangeError(`topK: expected at most topkGroups × experts per group (${candidates}), got ${topK}`);
     }
     if (r.correctionBias !== undefined) {
       const bias = typedArray(r.correctionBias, `${name}.correctionBias`, Float32Array, numExperts, '[E]');
       const bad = bias.findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0) throw new RangeError(`${name}.correctionBias[${bad}]: expected a finite number, got ${bias[bad]}`);
+      if (bad >= 0) throw rangeError(`${name}.correctionBias[${bad}]: expected a finite number, got ${bias[bad]}`);
       arg.correctionBias = bias;
     }
     arg.routedScalingFactor = finiteNumber(r.routedScalingFactor, `${name}.routedScalingFactor`, 1);
@@ -63,7 +64,7 @@ export function checkRouting(value: unknown, numExperts: number, topK: number, n
 
 export function checkTopK(topK: unknown, numExperts: number): number {
   const k = positiveInteger(topK, 'topK');
-  if (k > numExperts) throw new RangeError(`topK: expected at most numExperts (${numExperts}), got ${k}`);
+  if (k > numExperts) throw rangeError(`topK: expected at most numExperts (${numExperts}), got ${k}`);
   return k;
 }
 

@@ -1,6 +1,7 @@
 // Argument checks shared by every public function. Each throws a TypeError (wrong type,
 // missing) or RangeError (wrong value, length or range) whose message starts with the
 // argument's name and says what was expected and what was given.
+import { rangeError, typeError } from './errors';
 
 export type WeightArray = Float32Array | Uint16Array;
 
@@ -14,15 +15,15 @@ export function describe(value: unknown): string {
 }
 
 export function positiveInteger(value: unknown, name: string): number {
-  if (typeof value !== 'number') throw new TypeError(`${name}: expected a positive integer, got ${describe(value)}`);
+  if (typeof value !== 'number') throw typeError(`${name}: expected a positive integer, got ${describe(value)}`);
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(`${name}: expected a positive integer, got ${describe(value)}`);
+    throw rangeError(`${name}: expected a positive integer, got ${describe(value)}`);
   }
   return value;
 }
 
 export function boolean(value: unknown, name: string): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`${name}: expected true or false, got ${describe(value)}`);
+  if (typeof value !== 'boolean') throw typeError(`${name}: expected true or false, got ${describe(value)}`);
   return value;
 }
 
@@ -32,23 +33,23 @@ export function optionalBoolean(value: unknown, name: string, fallback: boolean)
 
 export function finiteNumber(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number') throw new TypeError(`${name}: expected a number, got ${describe(value)}`);
-  if (!Number.isFinite(value)) throw new RangeError(`${name}: expected a finite number, got ${value}`);
+  if (typeof value !== 'number') throw typeError(`${name}: expected a number, got ${describe(value)}`);
+  if (!Number.isFinite(value)) throw rangeError(`${name}: expected a finite number, got ${value}`);
   return value;
 }
 
 export function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[]): T {
   if (typeof value !== 'string') {
-    throw new TypeError(`${name}: expected one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(value)}`);
+    throw typeError(`${name}: expected one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(value)}`);
   }
   if (!(allowed as readonly string[]).includes(value)) {
-    throw new RangeError(`${name}: expected one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${value}'`);
+    throw rangeError(`${name}: expected one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${value}'`);
   }
   return value as T;
 }
 
 export function object(value: unknown, name: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) throw new TypeError(`${name}: expected an object, got ${describe(value)}`);
+  if (typeof value !== 'object' || value === null) throw typeError(`${name}: expected an object, got ${describe(value)}`);
   return value as Record<string, unknown>;
 }
 
@@ -84,12 +85,12 @@ export function typedArray<T extends Float32Array | Uint16Array | Int32Array | U
   value: unknown, name: string, ctor: { new (n: number): T }, length?: number, shape?: string, what?: string,
 ): T {
   if (!(value instanceof (ctor as unknown as ArrayConstructor))) {
-    throw new TypeError(`${name}: expected ${what ?? DTYPE_NAME.get(ctor as unknown as ArrayConstructor)}, got ${describe(value)}`);
+    throw typeError(`${name}: expected ${what ?? DTYPE_NAME.get(ctor as unknown as ArrayConstructor)}, got ${describe(value)}`);
   }
   const array = value as T;
-  if (isDetached(array.buffer)) throw new TypeError(`${name}: its ArrayBuffer is detached`);
+  if (isDetached(array.buffer)) throw typeError(`${name}: its ArrayBuffer is detached`);
   if (length !== undefined && array.length !== length) {
-    throw new RangeError(`${name}: expected length ${length}${shape ? ` (${shape})` : ''}, got ${array.length}`);
+    throw rangeError(`${name}: expected length ${length}${shape ? ` (${shape})` : ''}, got ${array.length}`);
   }
   return array;
 }
@@ -98,7 +99,7 @@ export function typedArray<T extends Float32Array | Uint16Array | Int32Array | U
 export function weightArray(value: unknown, name: string): WeightArray {
   if (value instanceof Float32Array) return typedArray(value, name, Float32Array);
   if (value instanceof Uint16Array) return typedArray(value, name, Uint16Array);
-  throw new TypeError(`${name}: expected Float32Array (f32) or Uint16Array (bf16 bit patterns), got ${describe(value)}`);
+  throw typeError(`${name}: expected Float32Array (f32) or Uint16Array (bf16 bit patterns), got ${describe(value)}`);
 }
 
 export function sameType<T extends WeightArray>(like: T, length: number): T {

@@ -5,6 +5,7 @@ import { binding } from '../binding';
 import { MoeLayer, type Route, type WeightDtype } from '../layer';
 import { describe, object, weightArray, type WeightArray } from '../validate';
 import type { Family } from './config';
+import { typeError, rangeError } from '../errors';
 
 export interface MoeBlockOptions {
   /** The routed experts; with a router (routerWeight) `forward(hidden)` needs no route. */
@@ -34,25 +35,25 @@ export class MoeBlock {
 
   constructor(options: MoeBlockOptions) {
     const o = object(options, 'options');
-    if (!(o.experts instanceof MoeLayer)) throw new TypeError(`experts: expected a MoeLayer, got ${describe(o.experts)}`);
+    if (!(o.experts instanceof MoeLayer)) throw typeError(`experts: expected a MoeLayer, got ${describe(o.experts)}`);
     const experts = o.experts;
     let shared: MoeLayer | null = null;
     if (o.sharedExperts !== undefined) {
-      if (!(o.sharedExperts instanceof MoeLayer)) throw new TypeError(`sharedExperts: expected a MoeLayer, got ${describe(o.sharedExperts)}`);
+      if (!(o.sharedExperts instanceof MoeLayer)) throw typeError(`sharedExperts: expected a MoeLayer, got ${describe(o.sharedExperts)}`);
       shared = o.sharedExperts;
       if (shared.numExperts !== 1 || shared.topK !== 1) {
-        throw new RangeError(`sharedExperts: expected numExperts 1 and topK 1, got ${shared.numExperts} and ${shared.topK}`);
+        throw rangeError(`sharedExperts: expected numExperts 1 and topK 1, got ${shared.numExperts} and ${shared.topK}`);
       }
       if (shared.hiddenSize !== experts.hiddenSize) {
-        throw new RangeError(`sharedExperts: expected hiddenSize ${experts.hiddenSize} (that of experts), got ${shared.hiddenSize}`);
+        throw rangeError(`sharedExperts: expected hiddenSize ${experts.hiddenSize} (that of experts), got ${shared.hiddenSize}`);
       }
     }
     let gate: WeightArray | null = null;
     if (o.sharedExpertGate !== undefined) {
-      if (!shared) throw new TypeError('sharedExpertGate: given without sharedExperts');
+      if (!shared) throw typeError('sharedExpertGate: given without sharedExperts');
       gate = weightArray(o.sharedExpertGate, 'sharedExpertGate');
       if (gate.length !== experts.hiddenSize) {
-        throw new RangeError(`sharedExpertGate: expected length ${experts.hiddenSize} ([1, H=${experts.hiddenSize}]), got ${gate.length}`);
+        throw rangeError(`sharedExpertGate: expected length ${experts.hiddenSize} ([1, H=${experts.hiddenSize}]), got ${gate.length}`);
       }
       gate = gate.slice();
     }
@@ -61,7 +62,7 @@ export class MoeBlock {
     this.#sharedGate = gate;
     this.family = o.family as Family | undefined;
     if (o.layer !== undefined && !(Number.isSafeInteger(o.layer) && (o.layer as number) >= 0)) {
-      throw new RangeError(`layer: expected a non-negative integer, got ${describe(o.layer)}`);
+      throw rangeError(`layer: expected a non-negative integer, got ${describe(o.layer)}`);
     }
     this.layer = o.layer as number | undefined;
   }
@@ -119,7 +120,7 @@ export class MoeBlock {
     const hidden = weightArray(hiddenArg, 'hidden');
     const H = this.hiddenSize;
     if (hidden.length % H !== 0) {
-      throw new RangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);
+      throw rangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);
     }
     const x = hidden instanceof Uint16Array ? fromBf16(hidden) : copy ? hidden.slice() : hidden;
     return { x, tokens: hidden.length / H };

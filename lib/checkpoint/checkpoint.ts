@@ -17,6 +17,7 @@ import {
 import { availableMemory } from './memory';
 import { TensorReader } from './read';
 import { openTensorSet, type TensorLocation, type TensorSet } from './tensors';
+import { typeError, rangeError } from '../errors';
 
 export type { LoadWeightDtype } from './formats';
 
@@ -227,7 +228,7 @@ export class Checkpoint {
     const o = object(options, 'options');
     const threads = o.threads === undefined ? undefined : positiveInteger(o.threads, 'threads');
     if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
-      throw new TypeError(`onProgress: expected a function, got ${describe(o.onProgress)}`);
+      throw typeError(`onProgress: expected a function, got ${describe(o.onProgress)}`);
     }
     const onProgress = o.onProgress as LoadMoeLayersOptions['onProgress'];
     const { estimate, plans } = this.#estimate(o);
@@ -258,8 +259,8 @@ export class Checkpoint {
     const requested = o.weightDtype === undefined ? undefined : oneOf(o.weightDtype, 'weightDtype', WEIGHT_DTYPES);
     let available: { bytes: number; source: string };
     if (o.availableBytes === undefined) available = availableMemory();
-    else if (typeof o.availableBytes !== 'number') throw new TypeError(`availableBytes: expected a number of bytes, got ${describe(o.availableBytes)}`);
-    else if (!(o.availableBytes >= 0) || !Number.isFinite(o.availableBytes)) throw new RangeError(`availableBytes: expected a non-negative number of bytes, got ${o.availableBytes}`);
+    else if (typeof o.availableBytes !== 'number') throw typeError(`availableBytes: expected a number of bytes, got ${describe(o.availableBytes)}`);
+    else if (!(o.availableBytes >= 0) || !Number.isFinite(o.availableBytes)) throw rangeError(`availableBytes: expected a non-negative number of bytes, got ${o.availableBytes}`);
     else available = { bytes: o.availableBytes, source: 'options.availableBytes' };
     const plans = layers.map((n) => this.#plan(n));
     const entries = plans.map((plan) => {
@@ -301,11 +302,11 @@ export class Checkpoint {
 
   #layerList(value: unknown): number[] {
     if (value === undefined) return [...this.moeLayers];
-    if (!Array.isArray(value)) throw new TypeError(`layers: expected an array of MoE layer indices, got ${describe(value)}`);
+    if (!Array.isArray(value)) throw typeError(`layers: expected an array of MoE layer indices, got ${describe(value)}`);
     const seen = new Set<number>();
     value.forEach((n, i) => {
-      if (typeof n !== 'number') throw new TypeError(`layers[${i}]: expected a layer index, got ${describe(n)}`);
-      if (seen.has(n)) throw new RangeError(`layers[${i}]: layer ${n} is listed twice`);
+      if (typeof n !== 'number') throw typeError(`layers[${i}]: expected a layer index, got ${describe(n)}`);
+      if (seen.has(n)) throw rangeError(`layers[${i}]: layer ${n} is listed twice`);
       seen.add(n);
     });
     return [...value] as number[];
@@ -316,18 +317,18 @@ export class Checkpoint {
     if (value === undefined) return plan.defaultWeightDtype;
     const dtype = oneOf(value, 'weightDtype', WEIGHT_DTYPES);
     const reason = unsupportedReason(dtype, plan, this.config);
-    if (reason) throw new RangeError(`weightDtype: ${reason} (layer ${plan.layer})`);
+    if (reason) throw rangeError(`weightDtype: ${reason} (layer ${plan.layer})`);
     return dtype;
   }
 
   #plan(layer: number): LayerPlan {
     const L = this.config.numLayers;
-    if (typeof layer !== 'number') throw new TypeError(`layer: expected a layer index, got ${describe(layer)}`);
+    if (typeof layer !== 'number') throw typeError(`layer: expected a layer index, got ${describe(layer)}`);
     if (!Number.isSafeInteger(layer) || layer < 0 || layer >= L) {
-      throw new RangeError(`layer: expected an integer in [0, ${L}) (num_hidden_layers ${L}), got ${layer}`);
+      throw rangeError(`layer: expected an integer in [0, ${L}) (num_hidden_layers ${L}), got ${layer}`);
     }
     if (!this.moeLayers.includes(layer)) {
-      throw new RangeError(`layer: ${this.#model.denseReason(layer)}; MoE layers: ${formatLayers(this.moeLayers)}`);
+      throw rangeError(`layer: ${this.#model.denseReason(layer)}; MoE layers: ${formatLayers(this.moeLayers)}`);
     }
     return planLayer(this.family, this.config, this.#tensors, this.#configFile, layer);
   }
@@ -451,7 +452,7 @@ export function formatLayers(layers: readonly number[]): string {
 
 /** Reads config.json and the safetensors headers of a Hugging Face model folder (no weights). */
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
-  if (typeof dir !== 'string') throw new TypeError(`dir: expected a folder path, got ${describe(dir)}`);
+  if (typeof dir !== 'string') throw typeError(`dir: expected a folder path, got ${describe(dir)}`);
   const abs = path.resolve(dir);
   const stat = await fs.stat(abs).catch(() => null);
   if (!stat?.isDirectory()) throw new CheckpointError({ file: abs }, 'not a folder (expected a Hugging Face model folder with config.json and .safetensors files)');

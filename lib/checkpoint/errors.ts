@@ -1,16 +1,29 @@
 // The error of a checkpoint that cannot be read as it is: its message, `file` and `tensor` say
-// where (bad arguments are TypeError / RangeError, as everywhere in the facade).
+// where and its `code` what kind of fault (bad arguments are TypeError / RangeError, as
+// everywhere in the facade).
+import type { MoeErrorCode } from '../errors';
+
+export type CheckpointErrorCode = Extract<MoeErrorCode, `ERR_MOE_CHECKPOINT_${string}`>;
+
 export class CheckpointError extends Error {
   /** The file at fault (absolute path), when there is one. */
   readonly file: string | undefined;
   /** The tensor at fault, when there is one. */
   readonly tensor: string | undefined;
+  /**
+   * What is wrong: ERR_MOE_CHECKPOINT_FILE (missing, unreadable, not a regular file,
+   * truncated, changed), _HEADER (a safetensors header or index that lies), _CONFIG
+   * (config.json), _TENSOR (a tensor missing or of the wrong shape or dtype), _UNSUPPORTED
+   * (a family, dtype or feature moe-cpu does not load).
+   */
+  readonly code: CheckpointErrorCode;
 
-  constructor(where: { file?: string; tensor?: string }, message: string, options?: ErrorOptions) {
+  constructor(where: { file?: string; tensor?: string; code?: CheckpointErrorCode }, message: string, options?: ErrorOptions) {
     const prefix = [where.file, where.tensor].filter((s) => s !== undefined).join(': ');
     super(prefix ? `${prefix}: ${message}` : message, options);
     this.name = 'CheckpointError';
     this.file = where.file;
     this.tensor = where.tensor;
+    this.code = where.code ?? 'ERR_MOE_CHECKPOINT_HEADER';
   }
 }

@@ -3,6 +3,7 @@
 // elsewhere. MOE_CPU_AVAILABLE_MEMORY (bytes) overrides both — for tests and experiments.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { rangeError } from '../errors';
 
 export interface AvailableMemory {
   bytes: number;
@@ -17,7 +18,7 @@ export function availableMemory(): AvailableMemory {
   if (env !== undefined && env !== '') {
     const bytes = Number(env);
     if (!Number.isSafeInteger(bytes) || bytes < 0) {
-      throw new RangeError(`${AVAILABLE_MEMORY_ENV}: expected a number of bytes, got '${env}'`);
+      throw rangeError(`${AVAILABLE_MEMORY_ENV}: expected a number of bytes, got '${env}'`);
     }
     return { bytes, source: AVAILABLE_MEMORY_ENV };
   }

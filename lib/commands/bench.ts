@@ -16,6 +16,7 @@ import { PRESETS, type Preset } from '../presets';
 import { selectExperts } from '../routing';
 import { Progress } from './progress';
 import { measureReadBandwidth } from './read-bandwidth';
+import { rangeError } from '../errors';
 
 const DTYPES = ['f32', 'bf16', 'f16', 'mxfp4', 'int8'] as const;
 type BenchDtype = (typeof DTYPES)[number];
@@ -269,20 +270,20 @@ export async function bench(args: string[]): Promise<void> {
     },
   });
   const preset = PRESETS.find((p) => p.name === values.preset);
-  if (!preset) throw new RangeError(`--preset: unknown preset '${values.preset}'\n${BENCH_USAGE}`);
+  if (!preset) throw rangeError(`--preset: unknown preset '${values.preset}'\n${BENCH_USAGE}`);
   const dtypes = values.dtype.split(',').filter((d) => d !== '');
   for (const d of dtypes) {
     if (!(DTYPES as readonly string[]).includes(d)) {
-      throw new RangeError(`--dtype: expected ${DTYPES.join(', ')} (comma-separated), got '${d}'`);
+      throw rangeError(`--dtype: expected ${DTYPES.join(', ')} (comma-separated), got '${d}'`);
     }
   }
-  if (dtypes.length === 0) throw new RangeError(`--dtype: expected ${DTYPES.join(', ')}, got '${values.dtype}'`);
+  if (dtypes.length === 0) throw rangeError(`--dtype: expected ${DTYPES.join(', ')}, got '${values.dtype}'`);
   const tokens = values.tokens.split(',').map(Number);
-  if (tokens.some((n) => !Number.isInteger(n) || n <= 0)) throw new RangeError(`--tokens: expected positive integers, got '${values.tokens}'`);
+  if (tokens.some((n) => !Number.isInteger(n) || n <= 0)) throw rangeError(`--tokens: expected positive integers, got '${values.tokens}'`);
   const positive = (flag: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new RangeError(`--${flag}: expected a positive integer, got '${v}'`);
+    if (!Number.isInteger(n) || n <= 0) throw rangeError(`--${flag}: expected a positive integer, got '${v}'`);
     return n;
   };
   const threads = positive('threads', values.threads) ?? cpuInfo().threads;

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { formatLayers, openCheckpoint, type Checkpoint, type LoadWeightDtype, type MoeLayerInfo } from '../checkpoint/checkpoint';
 import { WEIGHT_DTYPES } from '../checkpoint/formats';
 import { formatShape } from '../checkpoint/safetensors';
+import { rangeError } from '../errors';
 
 export const INSPECT_USAGE = `moe-cpu inspect <dir> [--layer N] [--dtype mxfp4|int8|bf16|f16|f32] [--json]
   family, MoE layers, tensors (dtype, shape, file), W13 layout and how it was decided, each
@@ -108,9 +109,9 @@ export async function inspect(args: string[]): Promise<void> {
   const { positionals, values } = parseArgs({
     args, allowPositionals: true, options: { layer: { type: 'string' }, dtype: { type: 'string' }, json: { type: 'boolean' } },
   });
-  if (positionals.length !== 1) throw new RangeError(`inspect: expected one folder, got ${positionals.length}\n${INSPECT_USAGE}`);
+  if (positionals.length !== 1) throw rangeError(`inspect: expected one folder, got ${positionals.length}\n${INSPECT_USAGE}`);
   const dtype = values.dtype as LoadWeightDtype | undefined;
-  if (dtype !== undefined && !WEIGHT_DTYPES.includes(dtype)) throw new RangeError(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got '${dtype}'`);
+  if (dtype !== undefined && !WEIGHT_DTYPES.includes(dtype)) throw rangeError(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got '${dtype}'`);
   const ckpt = await openCheckpoint(positionals[0]);
   const layer = values.layer === undefined ? ckpt.moeLayers[0] : Number(values.layer);
   // Every MoE layer is planned (headers only): a missing or inconsistent tensor shows up here.

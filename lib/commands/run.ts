@@ -15,6 +15,7 @@ import { cpuInfo } from '../cpu';
 import type { WeightArray } from '../validate';
 import { formatBytes } from './inspect';
 import { Progress } from './progress';
+import { rangeError } from '../errors';
 
 export const RUN_USAGE = `moe-cpu run <dir> --layer N | --all-layers [--tokens T] [--dtype mxfp4|int8|bf16|f16|f32]
              [--hidden f32|bf16] [--threads N] [--iters N] [--seed S] [--verify] [--out FILE]
@@ -68,7 +69,7 @@ function median(xs: number[]): number {
 function positive(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`--${name}: expected a positive integer, got '${value}'`);
+  if (!Number.isSafeInteger(n) || n <= 0) throw rangeError(`--${name}: expected a positive integer, got '${value}'`);
   return n;
 }
 
@@ -81,19 +82,19 @@ export async function run(args: string[]): Promise<void> {
       verify: { type: 'boolean' }, out: { type: 'string' },
     },
   });
-  if (positionals.length !== 1) throw new RangeError(`run: expected one folder, got ${positionals.length}\n${RUN_USAGE}`);
+  if (positionals.length !== 1) throw rangeError(`run: expected one folder, got ${positionals.length}\n${RUN_USAGE}`);
   const all = v['all-layers'] === true;
-  if (v.layer === undefined && !all) throw new RangeError(`--layer: required (or --all-layers)\n${RUN_USAGE}`);
-  if (v.layer !== undefined && all) throw new RangeError('--layer and --all-layers: give one of them');
+  if (v.layer === undefined && !all) throw rangeError(`--layer: required (or --all-layers)\n${RUN_USAGE}`);
+  if (v.layer !== undefined && all) throw rangeError('--layer and --all-layers: give one of them');
   const T = positive(v.tokens, 'tokens', 1);
   const iters = positive(v.iters, 'iters', 5);
   const seed = positive(v.seed, 'seed', 1);
   const threads = v.threads === undefined ? undefined : positive(v.threads, 'threads', 1);
   const dtypeArg = v.dtype as LoadWeightDtype | undefined;
   if (dtypeArg !== undefined && !WEIGHT_DTYPES.includes(dtypeArg)) {
-    throw new RangeError(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got '${v.dtype}'`);
+    throw rangeError(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got '${v.dtype}'`);
   }
-  if (v.hidden !== 'f32' && v.hidden !== 'bf16') throw new RangeError(`--hidden: expected f32 or bf16, got '${v.hidden}'`);
+  if (v.hidden !== 'f32' && v.hidden !== 'bf16') throw rangeError(`--hidden: expected f32 or bf16, got '${v.hidden}'`);
   const dir = positionals[0];
 
   const rss0 = process.memoryUsage().rss;

@@ -1,0 +1,47 @@
+// Every error moe-cpu throws carries a stable `code` (the table is in docs/errors.md):
+// bad arguments are TypeError (wrong type, missing) or RangeError (wrong value, length,
+// range) with code ERR_MOE_INVALID_ARGUMENT; the rest have their own codes.
+
+export const ERR_INVALID_ARGUMENT = 'ERR_MOE_INVALID_ARGUMENT';
+export const ERR_DISPOSED = 'ERR_MOE_DISPOSED';
+export const ERR_OUT_OF_MEMORY = 'ERR_MOE_OUT_OF_MEMORY';
+export const ERR_NO_BINARY = 'ERR_MOE_NO_BINARY';
+export const ERR_INTERNAL = 'ERR_MOE_INTERNAL';
+
+export type MoeErrorCode =
+  | typeof ERR_INVALID_ARGUMENT | typeof ERR_DISPOSED | typeof ERR_OUT_OF_MEMORY | typeof ERR_NO_BINARY
+  | typeof ERR_INTERNAL
+  | 'ERR_MOE_CHECKPOINT_FILE' | 'ERR_MOE_CHECKPOINT_HEADER' | 'ERR_MOE_CHECKPOINT_CONFIG'
+  | 'ERR_MOE_CHECKPOINT_TENSOR' | 'ERR_MOE_CHECKPOINT_UNSUPPORTED';
+
+/** An error of moe-cpu: its `code` is one of the documented ones. */
+export type CodedError<E extends Error = Error> = E & { code: MoeErrorCode };
+
+function withCode<E extends Error>(error: E, code: MoeErrorCode): CodedError<E> {
+  Object.defineProperty(error, 'code', { value: code, enumerable: true, writable: true, configurable: true });
+  return error as CodedError<E>;
+}
+
+/** A wrong type or a missing argument; the message starts with the argument's name. */
+export function typeError(message: string, options?: ErrorOptions): CodedError<TypeError> {
+  return withCode(new TypeError(message, options), ERR_INVALID_ARGUMENT);
+}
+
+/** A wrong value, length or range; the message starts with the argument's name. */
+export function rangeError(message: string, options?: ErrorOptions): CodedError<RangeError> {
+  return withCode(new RangeError(message, options), ERR_INVALID_ARGUMENT);
+}
+
+/** A layer or block used after dispose(). */
+export function disposedError(what: string): CodedError<Error> {
+  return withCode(new Error(`${what}: this ${what === 'MoeBlock' ? 'block' : 'layer'} was disposed; create a new one`), ERR_DISPOSED);
+}
+
+/** A bug of moe-cpu, never the caller's fault. */
+export function internalError(message: string): CodedError<Error> {
+  return withCode(new Error(`moe-cpu internal error: ${message}`), ERR_INTERNAL);
+}
+
+export function codedError<E extends Error>(error: E, code: MoeErrorCode): CodedError<E> {
+  return withCode(error, code);
+}
