@@ -41,7 +41,7 @@
         "<!@(node -p \"const s = require('./cpp/sources.json'); s.kernels.concat(s.addon).join(' ')\")"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "conditions": [
         ["target_arch == 'x64'", { "dependencies": ["moe_isa_avx2", "moe_isa_avx512"] }],
         ["target_arch == 'arm64' and OS != 'win'", { "dependencies": ["moe_isa_neon", "moe_isa_neon_bf16"] }],

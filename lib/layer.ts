@@ -8,10 +8,10 @@ import {
 } from './quantize';
 import { checkRouting, checkTopK, route, type RouteIds, type Routing, type RoutingArg } from './routing';
 import {
-  boolean, describe, finiteNumber, object, oneOf, optionalBoolean, positiveInteger, sameType, typedArray, weightArray,
+  boolean, describe, finiteNumber, object, oneOf, optionalBoolean, positiveInteger, sameType, threadCount, typedArray, weightArray,
   type WeightArray,
 } from './validate';
-import { typeError, rangeError } from './errors';
+import { disposedError, typeError, rangeError } from './errors';
 
 export type { KernelChoice, WeightDtype };
 
@@ -105,6 +105,10 @@ export class MoeLayer {
   #routing: RoutingArg;
   #native: NativeLayer | null;
   #router: Router | null;
+  /** dispose() was called: new calls are refused, the native memory goes when #inflight is 0. */
+  #disposed = false;
+  /** forward() calls that started and have not settled. */
+  #inflight = 0;
 
   constructor(options: MoeLayerOptions) {
     const o = object(options, 'options');
@@ -127,7 +131,7 @@ export class MoeLayer {
     const limit = checkSwigluLimit(o.swigluLimit, 'swigluLimit');
     const routing = (o.routing ?? { mode: 'topk-softmax' }) as Routing;
     this.#routing = checkRouting(routing, E, K);
-    const threads = o.threads === undefined ? binding.cpuInfo().threads : positiveInteger(o.threads, 'threads');
+    const threads = o.threads === undefined ? binding.cpuInfo().threads : threadCount(o.threads, 'threads');
 
     const w13Shape: TensorShape = { outer: [['E', E], ['2I', 2 * I]], depthName: 'H', depth: H };
     const w2Shape: TensorShape = { outer: [['E', E], ['H', H]], depthName: 'I', depth: I };
@@ -178,9 +182,14 @@ export class MoeLayer {
     return this.#live().kernels;
   }
 
+  /** True once dispose() was called (a forward in flight may still be finishing). */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
   /** Bytes of packed weights and biases held by the layer, router included (0 once disposed). */
   get bytes(): number {
-    if (!this.#native) return 0;
+    if (!this.#native || this.#disposed) return 0;
     return this.#native.bytes + (this.#router ? this.#router.weight.byteLength + (this.#router.bias?.byteLength ?? 0) : 0);
   }
 
@@ -189,17 +198,23 @@ export class MoeLayer {
    * thread (router logits too). `route` may be left out when the layer has a router.
    */
   async forward<T extends WeightArray>(hidden: T, route?: Route): Promise<T> {
-    if (route === undefined && this.#router) {
-      // Snapshot: the caller may reuse `hidden` while the router and the experts run.
-      const { hidden: h, tokens } = this.#checkHidden(hidden);
-      const x = h.slice() as T;
-      const { weight, bias } = this.#router;
-      const logits = await binding.routerLogitsAsync(x, tokens, this.hiddenSize, weight, this.numExperts, bias, this.threads);
-      const { ids, weights } = this.#routeLogits(logits, tokens);
-      return this.#live().forward(x, tokens, ids, weights, sameType(x, x.length));
+    const native = this.#live();
+    this.#inflight++;
+    try {
+      if (route === undefined && this.#router) {
+        // Snapshot: the caller may reuse `hidden` while the router and the experts run.
+        const { hidden: h, tokens } = this.#checkHidden(hidden);
+        const x = h.slice() as T;
+        const { weight, bias } = this.#router;
+        const logits = await binding.routerLogitsAsync(x, tokens, this.hiddenSize, weight, this.numExperts, bias, this.threads);
+        const { ids, weights } = this.#routeLogits(logits, tokens);
+        return await native.forward(x, tokens, ids, weights, sameType(x, x.length));
+      }
+      const args = this.#prepare(hidden, route);
+      return await native.forward(args.hidden, args.tokens, args.ids, args.weights, args.out);
+    } finally {
+      if (--this.#inflight === 0 && this.#disposed) this.#release();
     }
-    const args = this.#prepare(hidden, route);
-    return this.#live().forward(args.hidden, args.tokens, args.ids, args.weights, args.out);
   }
 
   /** As `forward`, on the calling thread. */
@@ -208,8 +223,16 @@ export class MoeLayer {
     return this.#live().forwardSync(args.hidden, args.tokens, args.ids, args.weights, args.out);
   }
 
-  /** Frees the packed weights now (a forward in flight finishes first). Idempotent. */
+  /**
+   * Frees the packed weights: now, or when the forward calls in flight have finished (they
+   * complete normally). Later calls throw ERR_MOE_DISPOSED. Idempotent.
+   */
   dispose(): void {
+    this.#disposed = true;
+    if (this.#inflight === 0) this.#release();
+  }
+
+  #release(): void {
     this.#native?.dispose();
     this.#native = null;
     this.#router = null;
@@ -220,7 +243,7 @@ export class MoeLayer {
   }
 
   #live(): NativeLayer {
-    if (!this.#native) throw typeError('MoeLayer: this layer was disposed; create a new one');
+    if (this.#disposed || !this.#native) throw disposedError('MoeLayer');
     return this.#native;
   }
 

@@ -1,7 +1,7 @@
 // Weight formats: the packed formats a layer can hold, pre-quantized tensors as checkpoints
 // store them, quantize() / dequantize(), and the checks MoeLayer runs on its weights.
 import { binding, type NativeTensor } from './binding';
-import { describe, oneOf, positiveInteger, typedArray } from './validate';
+import { adopt, describe, oneOf, positiveInteger, typedArray } from './validate';
 import { typeError, rangeError } from './errors';
 
 /**
@@ -142,6 +142,7 @@ function acceptedWeights(dtype: WeightDtype): string {
  * while packing, and mxfp4/int8 layers pre-quantized tensors of their format (not transposed).
  */
 export function layerWeight(value: unknown, name: string, dtype: WeightDtype, s: TensorShape, transposed: boolean): NativeTensor {
+  value = adopt(value);
   const length = rowsOf(s) * s.depth;
   const shape = valuesShape(s, transposed);
   if (dtype === 'f32') return { format: 'f32', data: typedArray(value, name, Float32Array, length, shape) };
@@ -166,6 +167,7 @@ export function layerWeight(value: unknown, name: string, dtype: WeightDtype, s:
 
 /** A layer's bias: f32 and bf16 layers take their own dtype; the others f32, or 16-bit values (f16 for 'f16', else bf16). */
 export function layerBias(value: unknown, name: string, dtype: WeightDtype, length: number, shape: string): NativeTensor {
+  value = adopt(value);
   if (dtype === 'f32') return { format: 'f32', data: typedArray(value, name, Float32Array, length, shape) };
   if (dtype === 'bf16') return { format: 'bf16', data: typedArray(value, name, Uint16Array, length, shape) };
   const half = dtype === 'f16' ? 'f16' : 'bf16';

@@ -58,6 +58,9 @@ export function checkRouting(value: unknown, numExperts: number, topK: number, n
       arg.correctionBias = bias;
     }
     arg.routedScalingFactor = finiteNumber(r.routedScalingFactor, `${name}.routedScalingFactor`, 1);
+    if (!(arg.routedScalingFactor > 0)) {
+      throw rangeError(`${name}.routedScalingFactor: expected a positive number, got ${arg.routedScalingFactor}`);
+    }
   }
   return arg;
 }

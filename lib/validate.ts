@@ -1,6 +1,8 @@
 // Argument checks shared by every public function. Each throws a TypeError (wrong type,
 // missing) or RangeError (wrong value, length or range) whose message starts with the
 // argument's name and says what was expected and what was given.
+import { types } from 'node:util';
+
 import { rangeError, typeError } from './errors';
 
 export type WeightArray = Float32Array | Uint16Array;
@@ -31,11 +33,27 @@ export function optionalBoolean(value: unknown, name: string, fallback: boolean)
   return value === undefined ? fallback : boolean(value, name);
 }
 
+/** The largest finite float32: option values the kernels hold as float must fit. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
+/** A number the kernels hold as a float32: finite there too (|value| ≤ 3.4028235e38). */
 export function finiteNumber(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number') throw typeError(`${name}: expected a number, got ${describe(value)}`);
   if (!Number.isFinite(value)) throw rangeError(`${name}: expected a finite number, got ${value}`);
+  if (Math.abs(value) > FLOAT32_MAX) {
+    throw rangeError(`${name}: expected a number representable as float32 (|x| <= 3.4028235e38), got ${value}`);
+  }
   return value;
+}
+
+/** Most native threads one layer may use (the pool is shared by all layers). */
+export const MAX_THREADS = 1024;
+
+export function threadCount(value: unknown, name: string): number {
+  const n = positiveInteger(value, name);
+  if (n > MAX_THREADS) throw rangeError(`${name}: expected at most ${MAX_THREADS} threads, got ${n}`);
+  return n;
 }
 
 export function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[]): T {
@@ -77,6 +95,31 @@ const DTYPE_NAME = new Map<ArrayConstructor, string>([
   [Int8Array, 'Int8Array'],
 ]);
 
+const SAME_KIND: ReadonlyArray<[ArrayConstructor, (v: unknown) => boolean]> = [
+  [Float32Array, types.isFloat32Array], [Uint16Array, types.isUint16Array], [Int32Array, types.isInt32Array],
+  [Uint8Array, types.isUint8Array], [Int8Array, types.isInt8Array],
+];
+
+/**
+ * A typed array made in another context (a `vm` context, another realm) fails `instanceof`
+ * here: the same memory is viewed through this context's constructor (no copy). Anything else
+ * is returned as it is.
+ */
+export function adopt(value: unknown): unknown {
+  if (!ArrayBuffer.isView(value)) return value;
+  for (const [ctor, isKind] of SAME_KIND) {
+    if (isKind(value) && !(value instanceof ctor)) {
+      const v = value as unknown as Float32Array;
+      try {
+        return new ctor(v.buffer as ArrayBuffer, v.byteOffset, v.length);
+      } catch {
+        return value; // detached: reported as such by the caller's checks
+      }
+    }
+  }
+  return value;
+}
+
 /**
  * Checks the array type and, when `length` is given, its length; `shape` explains it. `what`
  * replaces the default description of the expected type (e.g. 'Uint16Array (f16 bit patterns)').
@@ -84,6 +127,7 @@ const DTYPE_NAME = new Map<ArrayConstructor, string>([
 export function typedArray<T extends Float32Array | Uint16Array | Int32Array | Uint8Array | Int8Array>(
   value: unknown, name: string, ctor: { new (n: number): T }, length?: number, shape?: string, what?: string,
 ): T {
+  value = adopt(value);
   if (!(value instanceof (ctor as unknown as ArrayConstructor))) {
     throw typeError(`${name}: expected ${what ?? DTYPE_NAME.get(ctor as unknown as ArrayConstructor)}, got ${describe(value)}`);
   }
@@ -97,6 +141,7 @@ export function typedArray<T extends Float32Array | Uint16Array | Int32Array | U
 
 /** A Float32Array or a Uint16Array (bf16), whichever it is. */
 export function weightArray(value: unknown, name: string): WeightArray {
+  value = adopt(value);
   if (value instanceof Float32Array) return typedArray(value, name, Float32Array);
   if (value instanceof Uint16Array) return typedArray(value, name, Uint16Array);
   throw typeError(`${name}: expected Float32Array (f32) or Uint16Array (bf16 bit patterns), got ${describe(value)}`);

@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'vitest';
 import { binding } from '../lib/binding';
 import { MoeBlock, MoeLayer } from '../lib/index';
-import { BF16_TOL, F32_TOL, asDtype, bitsEqual, expectClose, expectRejects, expectThrows, mulberry32, randF32, valuesOf, type Dtype } from './helpers';
+import { BF16_TOL, F32_TOL, asDtype, bitsEqual, expectClose, expectDisposed, expectRejects, expectThrows, mulberry32, randF32, valuesOf, type Dtype } from './helpers';
 import { decodeMxfp4 } from './checkpoint/mxfp4';
 import { moeCase } from './moe-case';
 import { refFromBf16, refMoeForward, refSelectExperts, roundBf16 } from './reference';
@@ -103,7 +103,7 @@ describe('MoeLayer with routerWeight', () => {
     await expectRejects(() => layer.forward(bad), RangeError, ['hidden', 'not finite']);
     expectThrows(() => layer.forwardSync(new Float32Array(H + 1)), RangeError, ['hidden', 'multiple of hiddenSize']);
     layer.dispose();
-    await expectRejects(() => layer.forward(hidden), TypeError, ['dispose']);
+    expectDisposed(await expectRejects(() => layer.forward(hidden), Error, ['dispose']));
   });
 });
 

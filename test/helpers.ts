@@ -153,5 +153,16 @@ function checkError(caught: unknown, cls: ErrorConstructor | ErrorConstructor[],
     `expected ${classes.map((c) => c.name).join(' or ')}, got ${err.name}: ${err.message}`,
   ).toBe(true);
   for (const s of mustContain) expect(err.message).toContain(String(s));
+  // Every error moe-cpu throws has a stable code (docs/errors.md); argument errors share one.
+  const code = (err as { code?: unknown }).code;
+  expect(code, `${err.name}: ${err.message}: no code`).toMatch(/^ERR_MOE_[A-Z_]+$/);
+  if (err instanceof TypeError || err instanceof RangeError) expect(code).toBe('ERR_MOE_INVALID_ARGUMENT');
   return err;
+}
+
+/** The error of a layer or block used after dispose(). */
+export function expectDisposed(err: Error): void {
+  expect(err.constructor).toBe(Error);
+  expect((err as { code?: unknown }).code).toBe('ERR_MOE_DISPOSED');
+  expect(err.message).toMatch(/was disposed/);
 }

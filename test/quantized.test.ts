@@ -9,7 +9,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { MoeLayer, cpuInfo, dequantize, quantize, type Int8Tensor, type Mxfp4Tensor } from '../lib/index';
 import { binding } from '../lib/binding';
 import {
-  BF16_TOL, F32_TOL, bitsEqual, detach, expectClose, expectRejects, expectThrows, mulberry32, randF32, snapshot, unchanged,
+  BF16_TOL, F32_TOL, bitsEqual, detach, expectClose, expectDisposed, expectRejects, expectThrows, mulberry32, randF32, snapshot, unchanged,
   type Rng,
 } from './helpers';
 import { randomRoute } from './moe-case';
@@ -486,7 +486,8 @@ describe('layer.kernels', () => {
     expect(k.prefill).toBe(expected(format, 'prefill')?.name);
     expect(Number.isInteger(k.prefillMinTokensPerExpert) && k.prefillMinTokensPerExpert >= 1).toBe(true);
     layer.dispose();
-    const err = expectThrows(() => layer.kernels, TypeError, ['disposed']);
+    const err = expectThrows(() => layer.kernels, Error, ['disposed']);
+    expectDisposed(err);
     expect(err.message).toBe('MoeLayer: this layer was disposed; create a new one');
   });
 });

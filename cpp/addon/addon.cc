@@ -1,14 +1,20 @@
 // Node-API glue: marshals typed arrays to the kernel library and back. No math here.
 //
 // The TypeScript facade (lib/) validates every argument with precise messages; this layer
-// re-checks sizes and types (defence in depth) so that a direct call into the binding can
-// never read or write out of bounds. Kernel errors (moe::InvalidArgument) become RangeError.
+// re-checks types, values and sizes (defence in depth), with overflow-checked size
+// arithmetic, so that a direct call into the binding can never read or write out of bounds.
+// Every error thrown here carries a `code` (docs/errors.md): ERR_MOE_INVALID_ARGUMENT for a
+// TypeError / RangeError (kernel errors, moe::InvalidArgument, become RangeError),
+// ERR_MOE_OUT_OF_MEMORY, ERR_MOE_DISPOSED, ERR_MOE_INTERNAL.
 //
-// Threads: everything runs on the calling JS thread except PromiseWorker::Run, which runs
-// on a libuv worker thread and drives the native pool (see thread_pool.h).
+// Threads: everything runs on the calling JS thread except AsyncTask::Run, which runs on a
+// libuv worker thread and drives the native pool (see thread_pool.h).
 #include <napi.h>
 
+#include <cmath>
 #include <cstring>
+#include <exception>
+#include <limits>
 #include <memory>
 #include <new>
 #include <string>
@@ -21,16 +27,42 @@ namespace {
 using moe::DType;
 
 // ------------------------------------------------------------------------------------------
-// Argument helpers
+// Errors and argument helpers
+
+constexpr const char* kInvalidArgument = "ERR_MOE_INVALID_ARGUMENT";
+constexpr const char* kOutOfMemory = "ERR_MOE_OUT_OF_MEMORY";
+constexpr const char* kDisposed = "ERR_MOE_DISPOSED";
+constexpr const char* kInternal = "ERR_MOE_INTERNAL";
+
+// Most native threads one layer may use (lib/validate.ts MAX_THREADS).
+constexpr size_t kMaxThreads = 1024;
+
+Napi::Error with_code(Napi::Error error, const char* code) {
+  error.Set("code", Napi::String::New(error.Env(), code));
+  return error;
+}
 
 [[noreturn]] void throw_type(Napi::Env env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
+  throw with_code(Napi::TypeError::New(env, message), kInvalidArgument);
 }
 [[noreturn]] void throw_range(Napi::Env env, const std::string& message) {
-  throw Napi::RangeError::New(env, message);
+  throw with_code(Napi::RangeError::New(env, message), kInvalidArgument);
 }
 
-// A typed array argument as a raw span; rejects other types and detached buffers.
+// a * b, or a RangeError naming `what` when it does not fit in 64 bits.
+size_t checked_mul(Napi::Env env, size_t a, size_t b, const char* what) {
+  size_t product;
+  if (__builtin_mul_overflow(a, b, &product)) throw_range(env, std::string(what) + ": the sizes multiply past 2^64");
+  return product;
+}
+size_t checked_mul(Napi::Env env, std::initializer_list<size_t> factors, const char* what) {
+  size_t product = 1;
+  for (size_t f : factors) product = checked_mul(env, product, f, what);
+  return product;
+}
+
+// A typed array argument as a raw span; rejects other types and detached buffers. Arrays
+// from another context (vm) are typed arrays too: Node-API reads their kind, not instanceof.
 struct Span {
   void* data = nullptr;
   size_t length = 0;  // elements
@@ -47,11 +79,12 @@ Span typed_array(const Napi::Value& value, const char* name,
   bool ok = false;
   for (auto t : allowed) ok = ok || array.TypedArrayType() == t;
   if (!ok) throw_type(env, std::string(name) + ": wrong typed array type");
-  if (array.ArrayBuffer().IsDetached()) throw_type(env, std::string(name) + ": buffer is detached");
+  // The typed array's own data pointer, not its buffer's: on Node 20 the ArrayBuffer calls
+  // refuse a SharedArrayBuffer (napi_invalid_arg). A detached buffer has length 0 here.
   Span span;
-  span.type = array.TypedArrayType();
-  span.length = array.ElementLength();
-  span.data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  void* data = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, value, &span.type, &span.length, &data, nullptr, nullptr), Span());
+  span.data = data;
   return span;
 }
 
@@ -63,10 +96,37 @@ size_t size_arg(const Napi::Value& value, const char* name) {
   Napi::Env env = value.Env();
   if (!value.IsNumber()) throw_type(env, std::string(name) + ": expected a number");
   double v = value.As<Napi::Number>().DoubleValue();
-  if (!(v >= 0) || v != static_cast<double>(static_cast<int64_t>(v)) || v > 9.0e15) {
+  if (!(v >= 0) || v > 9.0e15 || v != std::floor(v)) {
     throw_range(env, std::string(name) + ": expected a non-negative integer");
   }
   return static_cast<size_t>(v);
+}
+
+unsigned threads_arg(const Napi::Value& value, const char* name) {
+  const size_t n = size_arg(value, name);
+  if (n > kMaxThreads) throw_range(value.Env(), std::string(name) + ": expected at most " + std::to_string(kMaxThreads));
+  return static_cast<unsigned>(n);
+}
+
+// A number the kernels hold as float: finite as a float too.
+float float_arg(const Napi::Value& value, const char* name) {
+  Napi::Env env = value.Env();
+  if (!value.IsNumber()) throw_type(env, std::string(name) + ": expected a number");
+  const double v = value.As<Napi::Number>().DoubleValue();
+  if (!(std::fabs(v) <= std::numeric_limits<float>::max())) {
+    throw_range(env, std::string(name) + ": expected a finite number representable as float32");
+  }
+  return static_cast<float>(v);
+}
+
+// swigluLimit: a positive float, or +Infinity (no clamp).
+float limit_arg(const Napi::Value& value, const char* name) {
+  if (value.IsNumber() && value.As<Napi::Number>().DoubleValue() == std::numeric_limits<double>::infinity()) {
+    return std::numeric_limits<float>::infinity();
+  }
+  const float v = float_arg(value, name);
+  if (!(v > 0)) throw_range(value.Env(), std::string(name) + ": expected a positive number");
+  return v;
 }
 
 void expect_length(Napi::Env env, const Span& span, size_t expected, const char* name) {
@@ -83,8 +143,14 @@ auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
     return f();
   } catch (const moe::InvalidArgument& e) {
     throw_range(env, e.what());
+  } catch (const moe::OutOfMemory& e) {
+    throw with_code(Napi::Error::New(env, e.what()), kOutOfMemory);
   } catch (const std::bad_alloc&) {
-    throw Napi::Error::New(env, "moe-cpu: out of memory");
+    throw with_code(Napi::Error::New(env, "moe-cpu: out of memory"), kOutOfMemory);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw with_code(Napi::Error::New(env, std::string("moe-cpu internal error: ") + e.what()), kInternal);
   }
 }
 
@@ -129,8 +195,9 @@ Napi::Value PermuteW13(const Napi::CallbackInfo& info) {
                       size_arg(info[4], "inner")};
   bool to_interleaved = info[5].ToBoolean();
   if (src.type != dst.type) throw_type(env, "out: must have the type of w");
-  expect_length(env, src, shape.elements(), "w");
-  expect_length(env, dst, shape.elements(), "out");
+  const size_t elements = checked_mul(env, {shape.outer, 2, shape.intermediate, shape.inner}, "w");
+  expect_length(env, src, elements, "w");
+  expect_length(env, dst, elements, "out");
   const auto* s0 = static_cast<const uint8_t*>(src.data);
   const auto* d0 = static_cast<const uint8_t*>(dst.data);
   const size_t bytes = src.length * src.element_bytes();
@@ -165,11 +232,11 @@ Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
   moe::W13Layout layout = info[4].ToBoolean() ? moe::W13Layout::interleaved : moe::W13Layout::halves;
   moe::ActivationParams params;
   params.kind = activation_arg(info[5]);
-  params.swiglu_alpha = info[6].As<Napi::Number>().FloatValue();
-  params.swiglu_limit = info[7].As<Napi::Number>().FloatValue();
+  params.swiglu_alpha = float_arg(info[6], "alpha");
+  params.swiglu_limit = limit_arg(info[7], "limit");
   if (x.type != out.type) throw_type(env, "out: must have the type of x");
-  expect_length(env, x, tokens * 2 * inter, "x");
-  expect_length(env, out, tokens * inter, "out");
+  expect_length(env, x, checked_mul(env, {tokens, 2, inter}, "x"), "x");
+  expect_length(env, out, checked_mul(env, tokens, inter, "out"), "out");
   guarded(env, [&] {
     if (x.dtype() == DType::bf16) {
       moe::gated_activation_bf16(params, layout, static_cast<const uint16_t*>(x.data),
@@ -203,7 +270,7 @@ moe::RoutingParams routing_arg(const Napi::Value& value, size_t num_experts) {
   if (params.mode == moe::RoutingMode::sigmoid_grouped) {
     params.num_groups = size_arg(r.Get("numGroups"), "routing.numGroups");
     params.topk_groups = size_arg(r.Get("topkGroups"), "routing.topkGroups");
-    params.routed_scaling_factor = r.Get("routedScalingFactor").As<Napi::Number>().FloatValue();
+    params.routed_scaling_factor = float_arg(r.Get("routedScalingFactor"), "routing.routedScalingFactor");
     Napi::Value bias = r.Get("correctionBias");
     if (!bias.IsUndefined() && !bias.IsNull()) {
       Span b = typed_array(bias, "routing.correctionBias", {napi_float32_array});
@@ -223,9 +290,9 @@ Napi::Value SelectExperts(const Napi::CallbackInfo& info) {
   moe::RoutingParams params = routing_arg(info[4], experts);
   Span ids = typed_array(info[5], "ids", {napi_int32_array});
   Span weights = typed_array(info[6], "weights", {napi_float32_array});
-  expect_length(env, logits, tokens * experts, "logits");
-  expect_length(env, ids, tokens * top_k, "ids");
-  expect_length(env, weights, tokens * top_k, "weights");
+  expect_length(env, logits, checked_mul(env, tokens, experts, "logits"), "logits");
+  expect_length(env, ids, checked_mul(env, tokens, top_k, "ids"), "ids");
+  expect_length(env, weights, checked_mul(env, tokens, top_k, "weights"), "weights");
   guarded(env, [&] {
     moe::select_experts(params, static_cast<const float*>(logits.data), tokens, experts, top_k,
                         static_cast<int32_t*>(ids.data), static_cast<float*>(weights.data));
@@ -281,6 +348,7 @@ moe::WeightTensor tensor_arg(const Napi::Value& value, const char* name, size_t 
   Napi::Object o = value.As<Napi::Object>();
   moe::WeightTensor t;
   t.format = format_arg(o.Get("format"), (std::string(name) + ".format").c_str());
+  checked_mul(env, {rows, depth, 4}, name);  // tensor_geometry's products cannot wrap
   const moe::TensorGeometry g = moe::tensor_geometry(t.format, rows, depth);
   if (!g.valid) throw_range(env, std::string(name) + ": depth " + std::to_string(depth) + " is not a multiple of the " +
                                      moe::weight_format_name(t.format) + " block of 32 values");
@@ -302,6 +370,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   const moe::WeightFormat f = format_arg(info[0], "format");
   Span values = typed_array(info[1], "values", {napi_float32_array});
   const size_t rows = size_arg(info[2], "rows"), depth = size_arg(info[3], "depth");
+  checked_mul(env, {rows, depth, 4}, "values");
   const moe::TensorGeometry g = moe::tensor_geometry(f, rows, depth);
   if (!g.valid || !g.scale_elements) throw_range(env, "format: expected a quantized format with depth a multiple of 32");
   Span codes = typed_array(info[4], "codes", {data_type(f)});
@@ -318,6 +387,7 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const moe::WeightFormat f = format_arg(info[0], "format");
   const size_t rows = size_arg(info[3], "rows"), depth = size_arg(info[4], "depth");
+  checked_mul(env, {rows, depth, 4}, "out");
   const moe::TensorGeometry g = moe::tensor_geometry(f, rows, depth);
   if (!g.valid) throw_range(env, "depth: not a multiple of the format's block");
   Span codes = typed_array(info[1], "codes", {data_type(f)});
@@ -339,52 +409,95 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
 //
 // Life cycle: created and queued on the JS thread; Run() executes on a libuv worker thread
 // and touches only the plain C++ data of the subclass (its "baton"); Result() and the promise
-// settle back on the JS thread; node-addon-api deletes the worker afterwards. When the
-// environment is shutting down (a Worker terminated mid-call) the promise can no longer be
-// settled and node-addon-api throws: nobody is left to tell, and an exception escaping here
-// would abort the process, so it is swallowed.
-class PromiseWorker : public Napi::AsyncWorker {
+// settle back on the JS thread, then the task is deleted.
+//
+// Written on the C Node-API rather than Napi::AsyncWorker so that nothing can throw where no
+// JavaScript is left to catch it: when a Worker is terminated, Node drains in-flight work
+// while tearing its environment down, and every call into the engine may then fail
+// (napi_cannot_run_js, a pending termination). A C++ exception escaping the completion
+// callback would abort the whole process, so completion checks statuses, swallows what the
+// C++ wrapper throws and always frees the task.
+class AsyncTask {
  public:
-  Napi::Promise Queued() {
-    Napi::Promise promise = deferred_.Promise();
-    Queue();
-    return promise;
+  virtual ~AsyncTask() = default;
+
+  // Queues the task (taking ownership) and returns its promise.
+  static Napi::Value Queue(Napi::Env env, AsyncTask* raw, const char* name) {
+    std::unique_ptr<AsyncTask> task(raw);
+    napi_value promise, resource_name;
+    NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &task->deferred_, &promise), Napi::Value());
+    NAPI_THROW_IF_FAILED(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name), Napi::Value());
+    NAPI_THROW_IF_FAILED(env, napi_create_async_work(env, nullptr, resource_name, Execute, Complete, task.get(), &task->work_),
+                         Napi::Value());
+    if (napi_queue_async_work(env, task->work_) != napi_ok) {
+      napi_delete_async_work(env, task->work_);
+      task->work_ = nullptr;
+      NAPI_THROW_IF_FAILED(env, napi_generic_failure, Napi::Value());
+    }
+    task.release();  // owned by the async work until Complete
+    return Napi::Value(env, promise);
   }
 
  protected:
-  PromiseWorker(Napi::Env env, const char* name)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
-  virtual void Run() = 0;                 // libuv worker thread
-  virtual Napi::Value Result() = 0;       // JS thread
+  virtual void Run() = 0;                            // libuv worker thread
+  virtual Napi::Value Result(Napi::Env env) = 0;     // JS thread
 
  private:
-  void Execute() override {
+  enum class Failure { none, invalid_argument, out_of_memory, internal };
+
+  static void Execute(napi_env, void* data) {
+    auto* task = static_cast<AsyncTask*>(data);
     try {
-      Run();
+      task->Run();
     } catch (const moe::InvalidArgument& e) {
-      range_error_ = true;
-      SetError(e.what());
+      task->fail(Failure::invalid_argument, e.what());
+    } catch (const moe::OutOfMemory& e) {
+      task->fail(Failure::out_of_memory, e.what());
     } catch (const std::bad_alloc&) {
-      SetError("moe-cpu: out of memory");
-    }
-  }
-  void OnOK() override {
-    try {
-      deferred_.Resolve(Result());
-    } catch (const Napi::Error&) {
-    }
-  }
-  void OnError(const Napi::Error& error) override {
-    try {
-      const std::string message = error.Message();
-      deferred_.Reject(range_error_ ? Napi::RangeError::New(Env(), message).Value()
-                                    : Napi::Error::New(Env(), message).Value());
-    } catch (const Napi::Error&) {
+      task->fail(Failure::out_of_memory, "moe-cpu: out of memory");
+    } catch (const std::exception& e) {
+      task->fail(Failure::internal, std::string("moe-cpu internal error: ") + e.what());
+    } catch (...) {
+      task->fail(Failure::internal, "moe-cpu internal error: unknown exception");
     }
   }
 
-  Napi::Promise::Deferred deferred_;
-  bool range_error_ = false;
+  static void Complete(napi_env env, napi_status status, void* data) {
+    std::unique_ptr<AsyncTask> task(static_cast<AsyncTask*>(data));
+    napi_delete_async_work(env, task->work_);
+    if (status != napi_ok) return;  // cancelled: the environment is going away
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    try {
+      task->Settle(Napi::Env(env));
+    } catch (...) {
+      // The environment is shutting down (a terminated Worker): nobody is left to tell.
+    }
+    napi_close_handle_scope(env, scope);
+  }
+
+  void Settle(Napi::Env env) {
+    if (failure_ == Failure::none) {
+      Napi::Value result = Result(env);
+      napi_resolve_deferred(env, deferred_, result);
+      return;
+    }
+    Napi::Error error = failure_ == Failure::invalid_argument
+                            ? with_code(Napi::RangeError::New(env, message_), kInvalidArgument)
+                            : with_code(Napi::Error::New(env, message_),
+                                        failure_ == Failure::out_of_memory ? kOutOfMemory : kInternal);
+    napi_reject_deferred(env, deferred_, error.Value());
+  }
+
+  void fail(Failure failure, std::string message) {
+    failure_ = failure;
+    message_ = std::move(message);
+  }
+
+  napi_deferred deferred_ = nullptr;
+  napi_async_work work_ = nullptr;
+  Failure failure_ = Failure::none;
+  std::string message_;
 };
 
 // ------------------------------------------------------------------------------------------
@@ -404,17 +517,16 @@ struct ForwardBaton {
   void* out = nullptr;
 };
 
-class ForwardWorker : public PromiseWorker {
+class ForwardTask : public AsyncTask {
  public:
-  ForwardWorker(Napi::Env env, ForwardBaton baton, Napi::Object out)
-      : PromiseWorker(env, "moe-cpu:forward"), baton_(std::move(baton)), out_ref_(Napi::Persistent(out)) {}
+  ForwardTask(ForwardBaton baton, Napi::Object out) : baton_(std::move(baton)), out_ref_(Napi::Persistent(out)) {}
 
  private:
   void Run() override {
     baton_.layer->forward(baton_.dtype, baton_.hidden.data(), baton_.tokens, baton_.ids.data(),
                           baton_.weights.data(), baton_.out);
   }
-  Napi::Value Result() override { return out_ref_.Value(); }
+  Napi::Value Result(Napi::Env) override { return out_ref_.Value(); }
 
   ForwardBaton baton_;
   Napi::ObjectReference out_ref_;
@@ -442,22 +554,23 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     c.intermediate_size = size_arg(o.Get("intermediateSize"), "intermediateSize");
     c.top_k = size_arg(o.Get("topK"), "topK");
     c.activation.kind = activation_arg(o.Get("activation"));
-    c.activation.swiglu_alpha = o.Get("swigluAlpha").As<Napi::Number>().FloatValue();
-    c.activation.swiglu_limit = o.Get("swigluLimit").As<Napi::Number>().FloatValue();
+    c.activation.swiglu_alpha = float_arg(o.Get("swigluAlpha"), "swigluAlpha");
+    c.activation.swiglu_limit = limit_arg(o.Get("swigluLimit"), "swigluLimit");
     Napi::Value interleaved = o.Get("isW13Interleaved");
     if (!interleaved.IsBoolean()) throw_type(env, "isW13Interleaved: expected a boolean");
     c.w13_layout = interleaved.As<Napi::Boolean>() ? moe::W13Layout::interleaved : moe::W13Layout::halves;
     c.transposed = o.Get("transposed").ToBoolean();
-    c.threads = static_cast<unsigned>(size_arg(o.Get("threads"), "threads"));
+    c.threads = threads_arg(o.Get("threads"), "threads");
 
     c.weight_format = format_arg(o.Get("weightDtype"), "weightDtype");
 
     const size_t E = c.num_experts, H = c.hidden_size, I = c.intermediate_size;
     moe::MoeWeights w;
-    w.w13 = tensor_arg(info[1], "w13", E * 2 * I, H);
-    w.w2 = tensor_arg(info[2], "w2", E * H, I);
-    if (!info[3].IsUndefined() && !info[3].IsNull()) w.w13_bias = tensor_arg(info[3], "w13Bias", E * 2 * I, 1);
-    if (!info[4].IsUndefined() && !info[4].IsNull()) w.w2_bias = tensor_arg(info[4], "w2Bias", E * H, 1);
+    const size_t w13_rows = checked_mul(env, {E, 2, I}, "w13"), w2_rows = checked_mul(env, E, H, "w2");
+    w.w13 = tensor_arg(info[1], "w13", w13_rows, H);
+    w.w2 = tensor_arg(info[2], "w2", w2_rows, I);
+    if (!info[3].IsUndefined() && !info[3].IsNull()) w.w13_bias = tensor_arg(info[3], "w13Bias", w13_rows, 1);
+    if (!info[4].IsUndefined() && !info[4].IsNull()) w.w2_bias = tensor_arg(info[4], "w2Bias", w2_rows, 1);
     layer_ = guarded(env, [&] { return std::make_shared<const moe::MoeLayer>(c, w); });
     // Tell V8's GC about the native memory this small JS object holds.
     external_bytes_ = static_cast<int64_t>(layer_->bytes());
@@ -471,12 +584,15 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
   void Release() {
     if (!layer_) return;
     layer_.reset();
-    if (external_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_bytes_);
+    // The C call, not the throwing wrapper: this also runs from the finalizer while a
+    // terminated Worker's environment is torn down, where the engine may refuse it.
+    int64_t adjusted;
+    if (external_bytes_) napi_adjust_external_memory(Env(), -external_bytes_, &adjusted);
     external_bytes_ = 0;
   }
 
   const moe::MoeLayer& layer(Napi::Env env) {
-    if (!layer_) throw Napi::TypeError::New(env, "layer: used after dispose()");
+    if (!layer_) throw with_code(Napi::Error::New(env, "layer: used after dispose()"), kDisposed);
     return *layer_;
   }
 
@@ -495,10 +611,10 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     a.weights = typed_array(info[3], "weights", {napi_float32_array});
     a.out = weight_array(info[4], "out");
     if (a.out.type != a.hidden.type) throw_type(env, "out: must have the dtype of hidden");
-    expect_length(env, a.hidden, a.tokens * c.hidden_size, "hidden");
-    expect_length(env, a.ids, a.tokens * c.top_k, "ids");
-    expect_length(env, a.weights, a.tokens * c.top_k, "weights");
-    expect_length(env, a.out, a.tokens * c.hidden_size, "out");
+    expect_length(env, a.hidden, checked_mul(env, a.tokens, c.hidden_size, "hidden"), "hidden");
+    expect_length(env, a.ids, checked_mul(env, a.tokens, c.top_k, "ids"), "ids");
+    expect_length(env, a.weights, checked_mul(env, a.tokens, c.top_k, "weights"), "weights");
+    expect_length(env, a.out, checked_mul(env, a.tokens, c.hidden_size, "out"), "out");
     return a;
   }
 
@@ -526,7 +642,7 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     const auto* weights = static_cast<const float*>(a.weights.data);
     baton.weights.assign(weights, weights + a.weights.length);
     baton.out = a.out.data;
-    return (new ForwardWorker(env, std::move(baton), info[4].As<Napi::Object>()))->Queued();
+    return AsyncTask::Queue(env, new ForwardTask(std::move(baton), info[4].As<Napi::Object>()), "moe-cpu:forward");
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -580,9 +696,10 @@ RouterBaton router_args(const Napi::CallbackInfo& info) {
   b.hidden_size = size_arg(info[2], "hiddenSize");
   Span weight = weight_array(info[3], "routerWeight");
   b.num_experts = size_arg(info[4], "numExperts");
-  b.threads = static_cast<unsigned>(size_arg(info[6], "threads"));
-  expect_length(env, hidden, b.tokens * b.hidden_size, "hidden");
-  expect_length(env, weight, b.num_experts * b.hidden_size, "routerWeight");
+  b.threads = threads_arg(info[6], "threads");
+  expect_length(env, hidden, checked_mul(env, b.tokens, b.hidden_size, "hidden"), "hidden");
+  expect_length(env, weight, checked_mul(env, b.num_experts, b.hidden_size, "routerWeight"), "routerWeight");
+  checked_mul(env, {b.tokens, b.num_experts, sizeof(float)}, "logits");
   if (!info[5].IsUndefined() && !info[5].IsNull()) {
     Span bias = typed_array(info[5], "routerBias", {napi_float32_array});
     expect_length(env, bias, b.num_experts, "routerBias");
@@ -612,21 +729,20 @@ Napi::Value RouterLogits(const Napi::CallbackInfo& info) {
   return logits_array(env, b.logits);
 }
 
-class RouterWorker : public PromiseWorker {
+class RouterTask : public AsyncTask {
  public:
-  RouterWorker(Napi::Env env, RouterBaton baton)
-      : PromiseWorker(env, "moe-cpu:router"), baton_(std::move(baton)) {}
+  explicit RouterTask(RouterBaton baton) : baton_(std::move(baton)) {}
 
  private:
   void Run() override { baton_.run(); }
-  Napi::Value Result() override { return logits_array(Env(), baton_.logits); }
+  Napi::Value Result(Napi::Env env) override { return logits_array(env, baton_.logits); }
 
   RouterBaton baton_;
 };
 
 // routerLogitsAsync(same arguments) -> Promise<Float32Array>, computed on a libuv worker thread.
 Napi::Value RouterLogitsAsync(const Napi::CallbackInfo& info) {
-  return (new RouterWorker(info.Env(), router_args(info)))->Queued();
+  return AsyncTask::Queue(info.Env(), new RouterTask(router_args(info)), "moe-cpu:router");
 }
 
 // decodeMxfp4(blocks: Uint8Array [n, 16], scales: Uint8Array [n], out: Float32Array | Uint16Array [n, 32])
@@ -636,8 +752,8 @@ Napi::Value DecodeMxfp4(const Napi::CallbackInfo& info) {
   Span scales = typed_array(info[1], "scales", {napi_uint8_array});
   Span out = weight_array(info[2], "out");
   const size_t n = scales.length;
-  expect_length(env, blocks, n * moe::kMxfp4BlockBytes, "blocks");
-  expect_length(env, out, n * moe::kMxfp4BlockValues, "out");
+  expect_length(env, blocks, checked_mul(env, n, moe::kMxfp4BlockBytes, "blocks"), "blocks");
+  expect_length(env, out, checked_mul(env, n, moe::kMxfp4BlockValues, "out"), "out");
   const auto* b = static_cast<const uint8_t*>(blocks.data);
   const auto* s = static_cast<const uint8_t*>(scales.data);
   if (out.dtype() == DType::bf16) {

@@ -5,7 +5,11 @@
 // the AVX / AVX-512 register state). MOE_CPU_ISA forces a kernel set; a request this build or
 // this CPU cannot honour is an error, never a silent fallback, so a test that forces a path
 // knows that path ran.
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -159,6 +163,35 @@ CpuInfo detect() {
 const CpuInfo& cpu_info() {
   static const CpuInfo info = detect();
   return info;
+}
+
+// Linux: what /proc/meminfo says could be had without killing anything (MemAvailable +
+// SwapFree), bounded by the cgroup v2 limit of the process's group when it sets one.
+size_t available_memory_bytes() {
+  size_t available = SIZE_MAX;
+#if defined(__linux__)
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char key[64];
+    unsigned long long kb;
+    size_t mem = 0, swap = 0;
+    bool seen = false;
+    while (std::fscanf(f, "%63s %llu kB\n", key, &kb) == 2) {
+      if (std::strcmp(key, "MemAvailable:") == 0) mem = static_cast<size_t>(kb) * 1024, seen = true;
+      if (std::strcmp(key, "SwapFree:") == 0) swap = static_cast<size_t>(kb) * 1024;
+    }
+    std::fclose(f);
+    if (seen) available = mem + swap;
+  }
+  unsigned long long max = 0, current = 0;
+  FILE* fmax = std::fopen("/sys/fs/cgroup/memory.max", "r");
+  FILE* fcur = std::fopen("/sys/fs/cgroup/memory.current", "r");
+  if (fmax && fcur && std::fscanf(fmax, "%llu", &max) == 1 && std::fscanf(fcur, "%llu", &current) == 1 && max > current) {
+    available = std::min<size_t>(available, static_cast<size_t>(max - current));
+  }
+  if (fmax) std::fclose(fmax);
+  if (fcur) std::fclose(fcur);
+#endif
+  return available;
 }
 
 namespace isa {

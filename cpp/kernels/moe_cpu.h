@@ -41,6 +41,17 @@ class InvalidArgument : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// Thrown before an allocation that cannot succeed (more than the memory the system has
+// available), so that a mistaken shape is an error rather than an out-of-memory kill.
+class OutOfMemory : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Bytes the system could give this process now (Linux: MemAvailable + free swap), or
+// SIZE_MAX where that is unknown.
+size_t available_memory_bytes();
+
 // ---------------------------------------------------------------------------------------------
 // bf16 (stored as uint16_t bit patterns)
 

@@ -5,7 +5,7 @@ import { binding } from '../binding';
 import { MoeLayer, type Route, type WeightDtype } from '../layer';
 import { describe, object, weightArray, type WeightArray } from '../validate';
 import type { Family } from './config';
-import { typeError, rangeError } from '../errors';
+import { disposedError, typeError, rangeError } from '../errors';
 
 export interface MoeBlockOptions {
   /** The routed experts; with a router (routerWeight) `forward(hidden)` needs no route. */
@@ -32,6 +32,9 @@ export class MoeBlock {
   /** Layer index in the checkpoint. */
   readonly layer: number | undefined;
   #sharedGate: WeightArray | null;
+  #disposed = false;
+  /** forward() calls in flight: dispose() frees the layers once they are done. */
+  #inflight = 0;
 
   constructor(options: MoeBlockOptions) {
     const o = object(options, 'options');
@@ -72,41 +75,60 @@ export class MoeBlock {
   get topK(): number { return this.experts.topK; }
   get weightDtype(): WeightDtype { return this.experts.weightDtype; }
 
+  /** True once dispose() was called (a forward in flight may still be finishing). */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
   /** Bytes held: packed experts, shared expert, routers (0 once disposed). */
   get bytes(): number {
+    if (this.#disposed) return 0;
     const gate = this.#sharedGate && this.experts.bytes ? this.#sharedGate.byteLength : 0;
     return this.experts.bytes + (this.sharedExperts?.bytes ?? 0) + gate;
   }
 
   /** hidden [T, H] (f32 or bf16) -> [T, H], same dtype, off the main thread. */
   async forward<T extends WeightArray>(hidden: T, route?: Route): Promise<T> {
+    if (this.#disposed) throw disposedError('MoeBlock');
     if (!this.sharedExperts) return this.experts.forward(hidden, route);
-    const { x, tokens } = this.#widen(hidden, true);
-    const gate = this.#sharedGate;
-    const scales = gate
-      ? sigmoid(await binding.routerLogitsAsync(x, tokens, this.hiddenSize, gate, 1, null, this.experts.threads))
-      : new Float32Array(tokens).fill(1);
-    const [routed, shared] = await Promise.all([
-      this.experts.forward(x, route),
-      this.sharedExperts.forward(x, { ids: new Int32Array(tokens), weights: scales }),
-    ]);
-    return this.#sum(hidden, routed, shared);
+    const sharedExperts = this.sharedExperts;
+    this.#inflight++;
+    try {
+      const { x, tokens } = this.#widen(hidden, true);
+      const gate = this.#sharedGate;
+      const scales = gate
+        ? gateScales(await binding.routerLogitsAsync(x, tokens, this.hiddenSize, gate, 1, null, this.experts.threads))
+        : new Float32Array(tokens).fill(1);
+      const [routed, shared] = await Promise.all([
+        this.experts.forward(x, route),
+        sharedExperts.forward(x, { ids: new Int32Array(tokens), weights: scales }),
+      ]);
+      return this.#sum(hidden, routed, shared);
+    } finally {
+      if (--this.#inflight === 0 && this.#disposed) this.#release();
+    }
   }
 
   /** As `forward`, on the calling thread. */
   forwardSync<T extends WeightArray>(hidden: T, route?: Route): T {
+    if (this.#disposed) throw disposedError('MoeBlock');
     if (!this.sharedExperts) return this.experts.forwardSync(hidden, route);
     const { x, tokens } = this.#widen(hidden, false);
     const gate = this.#sharedGate;
     const scales = gate
-      ? sigmoid(binding.routerLogits(x, tokens, this.hiddenSize, gate, 1, null, this.experts.threads))
+      ? gateScales(binding.routerLogits(x, tokens, this.hiddenSize, gate, 1, null, this.experts.threads))
       : new Float32Array(tokens).fill(1);
     const routed = this.experts.forwardSync(x, route);
     return this.#sum(hidden, routed, this.sharedExperts.forwardSync(x, { ids: new Int32Array(tokens), weights: scales }));
   }
 
-  /** Frees both layers now. Idempotent. */
+  /** Frees both layers: now, or once the forward calls in flight have finished. Idempotent. */
   dispose(): void {
+    this.#disposed = true;
+    if (this.#inflight === 0) this.#release();
+  }
+
+  #release(): void {
     this.experts.dispose();
     this.sharedExperts?.dispose();
   }
@@ -132,6 +154,12 @@ export class MoeBlock {
   }
 }
 
-function sigmoid(logits: Float32Array): Float32Array {
+/** sigmoid(gate · x) per token; a non-finite gate logit comes from `hidden`. */
+function gateScales(logits: Float32Array): Float32Array {
+  for (let t = 0; t < logits.length; t++) {
+    if (!Number.isFinite(logits[t])) {
+      throw rangeError(`hidden: the shared-expert gate computed from token ${t} is ${logits[t]}; check hidden for NaN or Infinity`);
+    }
+  }
   return logits.map((v) => 1 / (1 + Math.exp(-v)));
 }

@@ -1,6 +1,7 @@
 // MoeLayer construction: the kernels are chosen for the weight format, then the weights are
 // packed into the layout those kernels read (format/pack.h), once.
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "format/pack.h"
@@ -27,6 +28,39 @@ std::vector<float> bias_f32(const WeightTensor& t, size_t count, const char* nam
   return out;
 }
 
+size_t times(size_t a, size_t b) {
+  size_t product;
+  if (__builtin_mul_overflow(a, b, &product)) throw InvalidArgument("MoeLayer: the layer's sizes multiply past 2^64");
+  return product;
+}
+
+std::string gigabytes(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f GB", bytes / 1e9);
+  return text;
+}
+
+// Refuses, before allocating, a layer larger than the memory the system has available. Tiny
+// matrices pad a lot (rows to panels of kPanelRows, depth to kPanelDepth), so the message says
+// how much of the size is padding when that is the cause.
+void check_memory(const MoeConfig& c, const MoeLayer::Packed& p) {
+  const size_t E = c.num_experts, H = c.hidden_size, I = c.intermediate_size;
+  const size_t packed = times(E, times(2, p.w13_shape.matrix_bytes)) + times(E, p.w2_shape.matrix_bytes) +
+                        times(E, times(2 * I + H, sizeof(float)));
+  const size_t available = available_memory_bytes();
+  if (packed <= available) return;
+  const double values = 3.0 * static_cast<double>(E) * static_cast<double>(H) * static_cast<double>(I);
+  const double unpadded = values * static_cast<double>(p.format->panel_bytes(kPanelDepth)) / (kPanelRows * kPanelDepth);
+  std::string why;
+  if (static_cast<double>(packed) > 2 * unpadded) {
+    why = " (hidden_size " + std::to_string(H) + " and intermediate_size " + std::to_string(I) + " pad to panels of " +
+          std::to_string(kPanelRows) + " rows x " + std::to_string(kPanelDepth) + " values: " +
+          std::to_string(static_cast<long long>(packed / unpadded)) + "x the unpadded size)";
+  }
+  throw OutOfMemory("MoeLayer: the packed layer would take " + gigabytes(static_cast<double>(packed)) + why +
+                    ", more than the " + gigabytes(static_cast<double>(available)) + " of memory available");
+}
+
 }  // namespace
 
 MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights) : packed_(new Packed) {
@@ -48,6 +82,7 @@ MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights) : packed_
   p.kernel_names = {p.kernels.decode->name, p.kernels.prefill->name, ukernel::kPrefillMinTokensPerExpert};
   p.w13_shape = PackedMatrices(*p.format, I, H);
   p.w2_shape = PackedMatrices(*p.format, H, I);
+  check_memory(config, p);
   p.w13 = AlignedBuffer(2 * E * p.w13_shape.matrix_bytes);
   p.w2 = AlignedBuffer(E * p.w2_shape.matrix_bytes);
   const unsigned threads = p.threads();
