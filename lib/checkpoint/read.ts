@@ -1,12 +1,14 @@
 // Positioned reads of planned tensors into the typed arrays a layer is built from, converting
 // dtypes on the way in chunks: the only full-size arrays are the destinations.
-import { promises as fs } from 'node:fs';
+import type { promises as fs } from 'node:fs';
 
 import { binding } from '../binding';
+import { internalError } from '../errors';
 import type { WeightArray } from '../validate';
 import { CheckpointError } from './errors';
 import { MXFP4_BLOCK, MXFP4_BLOCK_BYTES } from './families';
-import { elementCount, readFully, type SafetensorsFile } from './safetensors';
+import { openRegular, readFully } from './files';
+import { elementCount, type SafetensorsFile } from './safetensors';
 import type { TensorLocation } from './tensors';
 
 /** Bytes read per conversion chunk: big enough to make per-read costs vanish, small next to a layer. */
@@ -40,13 +42,12 @@ export class TensorReader {
     let h = this.#handles.get(file.path);
     if (!h) {
       h = (async () => {
-        const fh = await fs.open(file.path, 'r').catch((err: NodeJS.ErrnoException) => {
-          throw new CheckpointError({ file: file.path, tensor }, `cannot open (${err.code ?? err.message})`, { cause: err });
-        });
-        const stat = await fh.stat();
-        if (stat.size !== file.size || stat.mtimeMs !== file.mtimeMs) {
+        // A regular file still (symbolic links followed), opened without blocking: the same
+        // rules as openCheckpoint's; and the very file whose header it read.
+        const { fh, stat } = await openRegular(file.path);
+        if (stat.size !== file.size || stat.mtimeMs !== file.mtimeMs || stat.ino !== file.ino || stat.dev !== file.dev) {
           await fh.close();
-          throw new CheckpointError({ file: file.path, tensor }, 'the file changed since openCheckpoint read its header: open the checkpoint again');
+          throw new CheckpointError({ file: file.path, tensor, code: 'ERR_MOE_CHECKPOINT_FILE' }, 'the file changed since openCheckpoint read its header: open the checkpoint again');
         }
         return fh;
       })();
@@ -103,7 +104,7 @@ export class TensorReader {
 
   /** All of an F16 tensor as f16 bits (no conversion) into dest, starting at element `at`. */
   async f16Bits(loc: TensorLocation, dest: Uint16Array, at = 0): Promise<void> {
-    if (loc.entry.dtype !== 'F16') throw new Error(`internal: f16Bits of a ${loc.entry.dtype} tensor (${loc.entry.name})`);
+    if (loc.entry.dtype !== 'F16') throw internalError(`f16Bits of a ${loc.entry.dtype} tensor (${loc.entry.name})`);
     await this.raw(loc, dest, at * 2);
   }
 

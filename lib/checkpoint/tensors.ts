@@ -1,10 +1,21 @@
 // The tensors of a model folder: one model.safetensors, shards listed by
 // model.safetensors.index.json, or (no index) every *.safetensors file of the folder.
+//
+// The index is held to what it promises: a JSON object whose weight_map maps tensor names to
+// shard file names of this folder (plain .safetensors names: no folder, no '..'), and every
+// tensor it lists for a shard that is present is in that shard's header. A shard that is absent
+// (nothing at its path: a partial download) does not stop openCheckpoint; one that is there but
+// is not a regular file (or a symbolic link to one) does.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 import { CheckpointError } from './errors';
+import { fileError, isPresent, readJsonFile } from './files';
+import { describeValue } from './json';
 import { readSafetensorsHeader, type SafetensorsFile, type TensorEntry } from './safetensors';
+
+/** Index files of the largest checkpoints are a few tens of MB. */
+const MAX_INDEX_BYTES = 100_000_000;
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 const SINGLE_FILE = 'model.safetensors';
@@ -41,62 +52,81 @@ export class TensorSet {
     const filePath = this.#where.get(name);
     if (filePath === undefined) {
       const source = this.indexPath ?? this.files.map((f) => f.path).join(', ');
-      throw new CheckpointError({ file: source, tensor: name }, 'missing tensor: no file of the checkpoint has it');
+      throw new CheckpointError({ file: source, tensor: name, code: 'ERR_MOE_CHECKPOINT_TENSOR' }, 'missing tensor: no file of the checkpoint has it');
     }
     const file = this.#byPath.get(filePath);
     if (!file) {
-      throw new CheckpointError({ file: filePath, tensor: name }, `missing tensor: its shard (listed in ${INDEX_FILE}) is not in the folder`);
+      throw new CheckpointError({ file: filePath, tensor: name, code: 'ERR_MOE_CHECKPOINT_FILE' }, `missing tensor: its shard (listed in ${INDEX_FILE}) is not in the folder`);
     }
     const entry = file.tensors.get(name);
-    if (!entry) throw new CheckpointError({ file: filePath, tensor: name }, `missing tensor: listed in ${INDEX_FILE} for this file, but absent from its header`);
+    if (!entry) throw new CheckpointError({ file: filePath, tensor: name, code: 'ERR_MOE_CHECKPOINT_HEADER' }, `missing tensor: listed in ${INDEX_FILE} for this file, but absent from its header`);
     return { file, entry };
   }
-}
 
-async function exists(file: string): Promise<boolean> {
-  return fs.stat(file).then((s) => s.isFile(), () => false);
+  /** Layer indices n named by the tensors (`model.layers.<n>.…`, as the index or the headers list them). */
+  layerIndices(): Set<number> {
+    const layers = new Set<number>();
+    for (const name of this.#where.keys()) {
+      const m = /(?:^|\.)layers\.(\d{1,9})\./.exec(name);
+      if (m) layers.add(Number(m[1]));
+    }
+    return layers;
+  }
 }
 
 /** Reads the index (if any) and the header of every file present. */
 export async function openTensorSet(dir: string): Promise<TensorSet> {
   const indexPath = path.join(dir, INDEX_FILE);
-  if (await exists(indexPath)) return openIndexed(dir, indexPath);
+  if (await isPresent(indexPath)) return openIndexed(dir, indexPath);
   const single = path.join(dir, SINGLE_FILE);
-  const names = (await exists(single))
-    ? [SINGLE_FILE]
-    : (await fs.readdir(dir)).filter((n) => n.endsWith('.safetensors')).sort();
+  let names: string[];
+  if (await isPresent(single)) {
+    names = [SINGLE_FILE];
+  } else {
+    const entries = await fs.readdir(dir).catch(async (err: unknown) => {
+      throw await fileError(dir, err);
+    });
+    names = entries.filter((n) => n.endsWith('.safetensors')).sort();
+  }
   if (names.length === 0) {
-    throw new CheckpointError({ file: dir }, `no ${SINGLE_FILE}, ${INDEX_FILE} or other .safetensors file in this folder`);
+    throw new CheckpointError({ file: dir, code: 'ERR_MOE_CHECKPOINT_FILE' }, `no ${SINGLE_FILE}, ${INDEX_FILE} or other .safetensors file in this folder`);
   }
   const files = await Promise.all(names.map((n) => readSafetensorsHeader(path.join(dir, n))));
   const where = new Map<string, string>();
   for (const f of files) {
     for (const name of f.tensors.keys()) {
       const other = where.get(name);
-      if (other !== undefined) throw new CheckpointError({ file: f.path, tensor: name }, `also in ${other}: which one to use is ambiguous without ${INDEX_FILE}`);
+      if (other !== undefined) {
+        throw new CheckpointError({ file: f.path, tensor: name, code: 'ERR_MOE_CHECKPOINT_HEADER' }, `also in ${other}: which one to use is ambiguous without ${INDEX_FILE}`);
+      }
       where.set(name, f.path);
     }
   }
   return new TensorSet(files, [], where, null);
 }
 
+/** A shard name of the index: a plain .safetensors file name of the folder, nothing that leads elsewhere. */
+function isShardName(shard: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return shard.endsWith('.safetensors') && shard.length > '.safetensors'.length && !/[/\\\u0000-\u001f]/.test(shard) &&
+    path.basename(shard) === shard && !path.isAbsolute(shard);
+}
+
 async function openIndexed(dir: string, indexPath: string): Promise<TensorSet> {
-  let index: unknown;
-  try {
-    index = JSON.parse(await fs.readFile(indexPath, 'utf8'));
-  } catch (err) {
-    throw new CheckpointError({ file: indexPath }, `corrupt index: ${(err as Error).message}`, { cause: err });
-  }
-  const map = (index as { weight_map?: unknown } | null)?.weight_map;
+  const header = (message: string, tensor?: string) =>
+    new CheckpointError({ file: indexPath, tensor, code: 'ERR_MOE_CHECKPOINT_HEADER' }, `corrupt index: ${message}`);
+  const index = await readJsonFile(indexPath, MAX_INDEX_BYTES, 'ERR_MOE_CHECKPOINT_HEADER');
+  if (typeof index !== 'object' || index === null || Array.isArray(index)) throw header(`the file holds ${describeValue(index)}, not a JSON object`);
+  const map = (index as { weight_map?: unknown }).weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
-    throw new CheckpointError({ file: indexPath }, 'corrupt index: no "weight_map" object');
+    throw header(`"weight_map" is ${describeValue(map)}, not an object of tensor name -> shard file name`);
   }
   const where = new Map<string, string>();
   const shards = new Set<string>();
   for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
     // A shard is a file of this folder: no path may lead elsewhere.
-    if (typeof shard !== 'string' || shard !== path.basename(shard) || shard === '.' || shard === '..' || shard === '') {
-      throw new CheckpointError({ file: indexPath, tensor: name }, `corrupt index: shard ${JSON.stringify(shard)} is not a file name of this folder`);
+    if (typeof shard !== 'string' || !isShardName(shard)) {
+      throw header(`shard ${describeValue(shard)} is not a file name of this folder (a plain name ending in .safetensors)`, name);
     }
     const shardPath = path.resolve(dir, shard);
     where.set(name, shardPath);
@@ -104,7 +134,16 @@ async function openIndexed(dir: string, indexPath: string): Promise<TensorSet> {
   }
   const present: string[] = [];
   const missing: string[] = [];
-  for (const shard of [...shards].sort()) ((await exists(shard)) ? present : missing).push(shard);
+  for (const shard of [...shards].sort()) ((await isPresent(shard)) ? present : missing).push(shard);
   const files = await Promise.all(present.map(readSafetensorsHeader));
+  // Every tensor the index lists for a shard that is here is in that shard.
+  const byPath = new Map(files.map((f) => [f.path, f]));
+  for (const [name, shardPath] of where) {
+    const f = byPath.get(shardPath);
+    if (f && !f.tensors.has(name)) {
+      throw new CheckpointError({ file: shardPath, tensor: name, code: 'ERR_MOE_CHECKPOINT_HEADER' },
+        `missing tensor: listed in ${INDEX_FILE} for this file, but absent from its header`);
+    }
+  }
   return new TensorSet(files, missing, where, path.resolve(indexPath));
 }
