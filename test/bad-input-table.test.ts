@@ -232,3 +232,25 @@ describe('bad-input table', () => {
     console.log(`bad-input table: ${tally.correct} of ${tally.tried} bad inputs gave the right error class, code and argument name`);
   });
 });
+
+describe('layers that padding would blow up', () => {
+  test('E = 2^21 experts of H = I = 1: 24 MB of input would pack to 3.25 GB -> RangeError before allocating', () => {
+    const n = 2 ** 21;
+    const rss = process.memoryUsage().rss;
+    const err = (() => {
+      try {
+        new MoeLayer({
+          numExperts: n, hiddenSize: 1, intermediateSize: 1, topK: 1, activation: 'silu', isW13Interleaved: false,
+          weightDtype: 'f32', w13: new Float32Array(2 * n), w2: new Float32Array(n),
+        });
+      } catch (e) {
+        return e as Error & { code?: string };
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err!.code).toBe('ERR_MOE_INVALID_ARGUMENT');
+    expect(err!.message).toMatch(/hiddenSize.*intermediateSize.*3\.25 GB.*129x the unpadded size/);
+    expect(process.memoryUsage().rss - rss).toBeLessThan(512 << 20);
+  });
+});

@@ -40,6 +40,9 @@ std::string gigabytes(double bytes) {
   return text;
 }
 
+constexpr double kMaxPaddingBlowup = 8;
+constexpr size_t kPaddingBlowupFloorBytes = size_t{1} << 28;  // 268 MB
+
 // Refuses, before allocating, a layer larger than the memory the system has available. Tiny
 // matrices pad a lot (rows to panels of kPanelRows, depth to kPanelDepth), so the message says
 // how much of the size is padding when that is the cause.
@@ -47,16 +50,24 @@ void check_memory(const MoeConfig& c, const MoeLayer::Packed& p) {
   const size_t E = c.num_experts, H = c.hidden_size, I = c.intermediate_size;
   const size_t packed = times(E, times(2, p.w13_shape.matrix_bytes)) + times(E, p.w2_shape.matrix_bytes) +
                         times(E, times(2 * I + H, sizeof(float)));
-  const size_t available = available_memory_bytes();
-  if (packed <= available) return;
   const double values = 3.0 * static_cast<double>(E) * static_cast<double>(H) * static_cast<double>(I);
   const double unpadded = values * static_cast<double>(p.format->panel_bytes(kPanelDepth)) / (kPanelRows * kPanelDepth);
+  const double blowup = static_cast<double>(packed) / unpadded;
   std::string why;
-  if (static_cast<double>(packed) > 2 * unpadded) {
-    why = " (hidden_size " + std::to_string(H) + " and intermediate_size " + std::to_string(I) + " pad to panels of " +
+  if (blowup > 2) {
+    why = " (hiddenSize " + std::to_string(H) + " and intermediateSize " + std::to_string(I) + " pad to panels of " +
           std::to_string(kPanelRows) + " rows x " + std::to_string(kPanelDepth) + " values: " +
-          std::to_string(static_cast<long long>(packed / unpadded)) + "x the unpadded size)";
+          std::to_string(static_cast<long long>(blowup)) + "x the unpadded size)";
   }
+  // Tiny matrices in large numbers are a mistaken shape far more often than a model: refused
+  // when padding alone would multiply a large layer.
+  if (blowup > kMaxPaddingBlowup && packed > kPaddingBlowupFloorBytes) {
+    throw InvalidArgument("hiddenSize, intermediateSize: the packed layer would take " + gigabytes(static_cast<double>(packed)) +
+                          why + "; layers that pad more than " + std::to_string(static_cast<int>(kMaxPaddingBlowup)) +
+                          "x are refused above " + gigabytes(kPaddingBlowupFloorBytes));
+  }
+  const size_t available = available_memory_bytes();
+  if (packed <= available) return;
   throw OutOfMemory("MoeLayer: the packed layer would take " + gigabytes(static_cast<double>(packed)) + why +
                     ", more than the " + gigabytes(static_cast<double>(available)) + " of memory available");
 }
