@@ -7,7 +7,7 @@ import type { Mxfp4Tensor } from '../quantize';
 import type { Routing } from '../routing';
 import { describe, object, oneOf, positiveInteger, type WeightArray } from '../validate';
 import { MoeBlock } from './block';
-import { readModelConfig, type CheckpointConfig, type Family, type ModelConfig } from './config';
+import { checkLayerCount, readModelConfig, type CheckpointConfig, type Family, type ModelConfig } from './config';
 import { CheckpointError } from './errors';
 import { planLayer, type LayerPlan, type SharedPlan, type TensorGroup } from './families';
 import {
@@ -17,7 +17,7 @@ import {
 import { availableMemory } from './memory';
 import { TensorReader } from './read';
 import { openTensorSet, type TensorLocation, type TensorSet } from './tensors';
-import { typeError, rangeError } from '../errors';
+import { internalError, typeError, rangeError } from '../errors';
 
 export type { LoadWeightDtype } from './formats';
 
@@ -232,7 +232,7 @@ export class Checkpoint {
     }
     const onProgress = o.onProgress as LoadMoeLayersOptions['onProgress'];
     const { estimate, plans } = this.#estimate(o);
-    if (!estimate.fits) throw new CheckpointError({ file: this.dir }, this.#tooLarge(estimate, plans, o.weightDtype as LoadWeightDtype | undefined));
+    if (!estimate.fits) throw new CheckpointError({ file: this.dir, code: 'ERR_MOE_CHECKPOINT_UNSUPPORTED' }, this.#tooLarge(estimate, plans, o.weightDtype as LoadWeightDtype | undefined));
     const pool = new StagingPool();
     const reader = new TensorReader();
     const blocks: MoeBlock[] = [];
@@ -367,7 +367,7 @@ export class Checkpoint {
     const stage = stagingFormat(plan.weightFormat, dtype);
     let w13: Staged, w2: Staged;
     if (stage === 'mxfp4') {
-      if (src.kind !== 'mxfp4') throw new Error('internal: mxfp4 staging of a float checkpoint');
+      if (src.kind !== 'mxfp4') throw internalError('mxfp4 staging of a float checkpoint');
       // The checkpoint's own bytes: blocks [E, 2I, H/32, 16] and scales [E, 2I, H/32], W13 rows
       // interleaved as stored (the packer resolves the layout).
       const take = (role: string, loc: TensorLocation) => pool.take(role, Uint8Array, loc.entry.end - loc.entry.begin);
@@ -399,7 +399,13 @@ export class Checkpoint {
     }
     let routing: Routing = c.routing;
     if (routing.mode === 'sigmoid-grouped' && plan.correctionBias) {
-      routing = { ...routing, correctionBias: await reader.array(plan.correctionBias, Float32Array) as Float32Array };
+      const bias = await reader.array(plan.correctionBias, Float32Array) as Float32Array;
+      const bad = bias.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) {
+        throw new CheckpointError({ file: plan.correctionBias.file.path, tensor: plan.correctionBias.entry.name, code: 'ERR_MOE_CHECKPOINT_TENSOR' },
+          `element ${bad} is ${bias[bad]}: the correction bias must be finite`);
+      }
+      routing = { ...routing, correctionBias: bias };
     }
     // The weights may be pre-quantized { blocks, scales } (mxfp4); the layer takes them as they are.
     const options: MoeLayerOptions = {
@@ -417,7 +423,7 @@ export class Checkpoint {
   async #loadShared(reader: TensorReader, s: SharedPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool) {
     const H = this.config.hiddenSize, Is = s.intermediateSize;
     const stage = stagingFormat(s.format, dtype);
-    if (stage === 'mxfp4') throw new Error('internal: mxfp4 staging of a float shared expert');
+    if (stage === 'mxfp4') throw internalError('mxfp4 staging of a float shared expert');
     const w13 = pool.values('shared.w13', stage, 2 * Is * H);
     const w2 = pool.values('shared.w2', stage, H * Is);
     await readValues(reader, stage, s.gate, w13, 0);
@@ -455,9 +461,12 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   if (typeof dir !== 'string') throw typeError(`dir: expected a folder path, got ${describe(dir)}`);
   const abs = path.resolve(dir);
   const stat = await fs.stat(abs).catch(() => null);
-  if (!stat?.isDirectory()) throw new CheckpointError({ file: abs }, 'not a folder (expected a Hugging Face model folder with config.json and .safetensors files)');
+  if (!stat?.isDirectory()) {
+    throw new CheckpointError({ file: abs, code: 'ERR_MOE_CHECKPOINT_FILE' }, 'not a folder (expected a Hugging Face model folder with config.json and .safetensors files)');
+  }
   const model = await readModelConfig(abs);
   const tensors = await openTensorSet(abs);
+  checkLayerCount(model, tensors.layerIndices(), path.join(abs, 'config.json'));
   return new Checkpoint(abs, model, tensors);
 }
 

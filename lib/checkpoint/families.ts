@@ -72,16 +72,19 @@ class Planner {
     const loc = this.tensors.locate(name);
     const { entry, file } = loc;
     if (!dtypes.includes(entry.dtype)) {
-      const where = { file: file.path, tensor: name };
       const isFloat = (d: string) => (FLOAT_DTYPES as readonly string[]).includes(d);
       if (dtypes.length === 1 && isFloat(dtypes[0]) && isFloat(entry.dtype)) {
-        throw new CheckpointError(where, `dtype ${entry.dtype} differs from ${dtypes[0]}, that of the layer's other expert weights (one dtype per layer is supported)`);
+        throw new CheckpointError({ file: file.path, tensor: name, code: 'ERR_MOE_CHECKPOINT_UNSUPPORTED' },
+          `dtype ${entry.dtype} differs from ${dtypes[0]}, that of the layer's other expert weights (one dtype per layer is supported)`);
       }
+      // A float format moe-cpu does not read (FP8, F64, FP4/FP6 ...) is unsupported; any other dtype is wrong for the tensor.
+      const unsupported = /^F\d/.test(entry.dtype) && !isFloat(entry.dtype);
       const hint = entry.dtype.startsWith('F8') ? ' (an FP8-quantized checkpoint: dequantize it to BF16 first)' : '';
-      throw new CheckpointError(where, `dtype ${entry.dtype} is not supported here (expected ${dtypes.join(' or ')})${hint}`);
+      throw new CheckpointError({ file: file.path, tensor: name, code: unsupported ? 'ERR_MOE_CHECKPOINT_UNSUPPORTED' : 'ERR_MOE_CHECKPOINT_TENSOR' },
+        `dtype ${entry.dtype} is not supported here (expected ${dtypes.join(' or ')})${hint}`);
     }
     if (formatShape(entry.shape) !== formatShape(shape)) {
-      throw new CheckpointError({ file: file.path, tensor: name }, `shape ${formatShape(entry.shape)} contradicts ${this.configFile}: expected ${why}`);
+      throw new CheckpointError({ file: file.path, tensor: name, code: 'ERR_MOE_CHECKPOINT_TENSOR' }, `shape ${formatShape(entry.shape)} contradicts ${this.configFile}: expected ${why}`);
     }
     const g = this.groups.get(pattern);
     const bytes = entry.end - entry.begin;
@@ -129,7 +132,7 @@ export function planLayer(family: Family, c: CheckpointConfig, tensors: TensorSe
       const blocksName = `${m}experts.gate_up_proj_blocks`;
       if (tensors.has(blocksName)) {
         for (const [what, dim] of [['H', H], ['I', I]] as const) {
-          if (dim % MXFP4_BLOCK !== 0) throw new CheckpointError({ file: configFile }, `MXFP4 weights need ${what} to be a multiple of ${MXFP4_BLOCK}, got ${dim}`);
+          if (dim % MXFP4_BLOCK !== 0) throw new CheckpointError({ file: configFile, code: 'ERR_MOE_CHECKPOINT_CONFIG' }, `MXFP4 weights need ${what} to be a multiple of ${MXFP4_BLOCK}, got ${dim}`);
         }
         const hb = H / MXFP4_BLOCK, ib = I / MXFP4_BLOCK;
         const w13Blocks = p.get('w13.blocks', blocksName, MXFP4_DTYPES, [E, 2 * I, hb, MXFP4_BLOCK_BYTES], `[E, 2I, H/32, 16] = [${E}, ${2 * I}, ${hb}, 16] (${sizes})`);
