@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { ERR_NO_BINARY, codedError } from './errors';
 import type { RoutingArg } from './routing';
 
 type RouterLogits = (hidden: Float32Array | Uint16Array, tokens: number, hiddenSize: number,
@@ -87,14 +88,14 @@ function load(): NativeBinding {
     const e = err as Error;
     if (!/No native build was found/.test(e.message)) throw err;
     const shipped = shippedPlatforms(root);
-    throw new Error(
+    throw codedError(new Error(
       `moe-cpu: no prebuilt binary for ${process.platform}-${process.arch} ` +
         `(Node-API 8; prebuilt: ${shipped.length ? shipped.join(', ') : 'none'}). ` +
         'Build from source with a C++17 compiler, Python 3 and make: ' +
         '`npm rebuild moe-cpu` (or `npx node-gyp rebuild` inside the package folder); ' +
         'see "Supported platforms" in the README.',
       { cause: err },
-    );
+    ), ERR_NO_BINARY);
   }
 }
 

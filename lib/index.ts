@@ -13,7 +13,8 @@ export {
   openCheckpoint, loadMoeLayer, Checkpoint, type LoadMoeLayerOptions, type MoeLayerInfo,
 } from './checkpoint/checkpoint';
 export { MoeBlock, type MoeBlockOptions } from './checkpoint/block';
-export { CheckpointError } from './checkpoint/errors';
+export { CheckpointError, type CheckpointErrorCode } from './checkpoint/errors';
+export type { MoeErrorCode } from './errors';
 export type { CheckpointConfig, Family as CheckpointFamily, SharedExpertConfig } from './checkpoint/config';
 export type { TensorGroup } from './checkpoint/families';
 export type {
