@@ -62,7 +62,7 @@ describe('safetensors headers that lie', () => {
     const text = JSON.stringify(header) + ' '.repeat(13); // padding of 13 spaces
     for (let k = 1; k <= 13; k++) {
       writeExact(file, text, data, Buffer.byteLength(text) - k);
-      await expectCode(openCheckpoint(s.dir), 'ERR_MOE_CHECKPOINT_HEADER', [file, 'more bytes after it']);
+      await expectCode(openCheckpoint(s.dir), 'ERR_MOE_CHECKPOINT_HEADER', [file, 'after it (trailing bytes, or a header length that is off)']);
     }
     writeExact(file, text, data);
     await openCheckpoint(s.dir); // the exact length loads
@@ -472,6 +472,10 @@ describe('every CheckpointError has the code of its kind', () => {
     await expectCode(loadMoeLayer(s.dir, 1), 'ERR_MOE_CHECKPOINT_UNSUPPORTED', [missing, 'F8_E4M3']);
     writeSafetensors(file, s.tensors.map((t) => (t.name === missing ? { ...t, dtype: 'I32' as const, data: new Int32Array(t.data.byteLength / 2) } : t)));
     await expectCode(loadMoeLayer(s.dir, 1), 'ERR_MOE_CHECKPOINT_TENSOR', [missing, 'I32']);
+    // A NaN in a routing tensor is refused at load, naming it (not blamed on hidden by every forward).
+    const router = 'model.layers.1.mlp.gate.weight';
+    writeSafetensors(file, s.tensors.map((t) => (t.name === router ? { ...t, data: new Uint16Array(t.data.byteLength / 2).fill(0x7fc0) } : t)));
+    await expectCode(loadMoeLayer(s.dir, 1), 'ERR_MOE_CHECKPOINT_TENSOR', [router, 'not a finite number']);
     writeSafetensors(file, s.tensors);
     const ckpt = await openCheckpoint(s.dir);
     fs.truncateSync(file, fs.statSync(file).size - 10);

@@ -399,12 +399,7 @@ export class Checkpoint {
     }
     let routing: Routing = c.routing;
     if (routing.mode === 'sigmoid-grouped' && plan.correctionBias) {
-      const bias = await reader.array(plan.correctionBias, Float32Array) as Float32Array;
-      const bad = bias.findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0) {
-        throw new CheckpointError({ file: plan.correctionBias.file.path, tensor: plan.correctionBias.entry.name, code: 'ERR_MOE_CHECKPOINT_TENSOR' },
-          `element ${bad} is ${bias[bad]}: the correction bias must be finite`);
-      }
+      const bias = finite(plan.correctionBias, await reader.array(plan.correctionBias, Float32Array)) as Float32Array;
       routing = { ...routing, correctionBias: bias };
     }
     // The weights may be pre-quantized { blocks, scales } (mxfp4); the layer takes them as they are.
@@ -414,8 +409,8 @@ export class Checkpoint {
       w13Bias: await this.#bias(reader, plan.w13Bias, dtype),
       w2Bias: await this.#bias(reader, plan.w2Bias, dtype),
       swigluAlpha: c.swigluAlpha, swigluLimit: c.swigluLimit, routing, threads,
-      routerWeight: await reader.router(plan.routerWeight),
-      routerBias: plan.routerBias ? await reader.array(plan.routerBias, Float32Array) : undefined,
+      routerWeight: finite(plan.routerWeight, await reader.router(plan.routerWeight)),
+      routerBias: plan.routerBias ? finite(plan.routerBias, await reader.array(plan.routerBias, Float32Array)) : undefined,
     };
     return new MoeLayer(options);
   }
@@ -429,13 +424,29 @@ export class Checkpoint {
     await readValues(reader, stage, s.gate, w13, 0);
     await readValues(reader, stage, s.up, w13, Is * H);
     await readValues(reader, stage, s.down, w2, 0);
-    const gate: WeightArray | null = s.gateWeight && await reader.router(s.gateWeight);
+    const gate: WeightArray | null = s.gateWeight && finite(s.gateWeight, await reader.router(s.gateWeight));
     const layer = new MoeLayer({
       numExperts: 1, hiddenSize: H, intermediateSize: Is, topK: 1, activation: this.config.activation,
       isW13Interleaved: false, weightDtype: dtype, w13, w2, threads,
     });
     return { layer, gate };
   }
+}
+
+/**
+ * The routing tensors (router weight and bias, correction bias, shared expert gate) decide which
+ * experts run: a NaN or an infinity there is refused when the layer is loaded, naming the tensor,
+ * rather than met by every forward. f32 values, or bf16 bit patterns.
+ */
+function finite(loc: TensorLocation, values: WeightArray): WeightArray {
+  const bad = values instanceof Uint16Array
+    ? values.findIndex((b) => (b & 0x7f80) === 0x7f80)
+    : values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new CheckpointError({ file: loc.file.path, tensor: loc.entry.name, code: 'ERR_MOE_CHECKPOINT_TENSOR' },
+      `element ${bad} is not a finite number: routing needs finite values`);
+  }
+  return values;
 }
 
 /** A float tensor into a staging array: f16 bits as stored, or converted to f32 / bf16. */

@@ -164,7 +164,7 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsFi
       previous = t;
     }
     if (at !== stat.size) {
-      fail(HEADER, `corrupt header: the tensors' data ends at byte ${at - dataStart} of the data section, but the file has ${stat.size - at} more bytes after it ` +
+      fail(HEADER, `corrupt header: the tensors' data ends at byte ${at - dataStart} of the data section, but the file has ${stat.size - at} more byte${stat.size - at === 1 ? '' : 's'} after it ` +
         '(trailing bytes, or a header length that is off)');
     }
     return { path: path.resolve(file), size: stat.size, mtimeMs: stat.mtimeMs, dev: stat.dev, ino: stat.ino, tensors };
