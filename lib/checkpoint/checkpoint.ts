@@ -1,11 +1,11 @@
 // openCheckpoint / loadMoeLayer: a Hugging Face model folder -> the MoE block of one layer.
-import { promises as fs } from 'node:fs';
+import * as fs from './fsio';
 import * as path from 'node:path';
 
 import { MoeLayer, type MoeLayerOptions } from '../layer';
 import type { Mxfp4Tensor } from '../quantize';
 import type { Routing } from '../routing';
-import { describe, object, oneOf, positiveInteger, type WeightArray } from '../validate';
+import { describe, object, oneOf, positiveInteger, threadCount, type WeightArray } from '../validate';
 import { MoeBlock } from './block';
 import { checkLayerCount, readModelConfig, type CheckpointConfig, type Family, type ModelConfig } from './config';
 import { CheckpointError } from './errors';
@@ -198,7 +198,7 @@ export class Checkpoint {
     const o = object(options, 'options');
     const plan = this.#plan(layer);
     const dtype = this.#dtype(o.weightDtype, plan);
-    const threads = o.threads === undefined ? undefined : positiveInteger(o.threads, 'threads');
+    const threads = o.threads === undefined ? undefined : threadCount(o.threads, 'threads');
     const reader = new TensorReader();
     const pool = new StagingPool();
     try {
@@ -226,7 +226,7 @@ export class Checkpoint {
    */
   async loadMoeLayers(options: LoadMoeLayersOptions = {}): Promise<MoeBlock[]> {
     const o = object(options, 'options');
-    const threads = o.threads === undefined ? undefined : positiveInteger(o.threads, 'threads');
+    const threads = o.threads === undefined ? undefined : threadCount(o.threads, 'threads');
     if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
       throw typeError(`onProgress: expected a function, got ${describe(o.onProgress)}`);
     }

@@ -6,7 +6,9 @@
 // read. A file is stat()ed before it is opened (so that no device is ever opened), then opened
 // read-only with O_NONBLOCK (a FIFO swapped in between cannot block open()) and fstat()ed: it
 // must still be the same regular file.
-import { constants, promises as fs, type Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
+
+import * as fs from './fsio';
 
 import { CheckpointError, type CheckpointErrorCode } from './errors';
 import { parseJson, utf8ErrorOffset } from './json';

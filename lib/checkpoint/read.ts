@@ -1,6 +1,6 @@
 // Positioned reads of planned tensors into the typed arrays a layer is built from, converting
 // dtypes on the way in chunks: the only full-size arrays are the destinations.
-import type { promises as fs } from 'node:fs';
+import type * as fs from './fsio';
 
 import { binding } from '../binding';
 import { internalError } from '../errors';

@@ -6,7 +6,7 @@
 // tensor it lists for a shard that is present is in that shard's header. A shard that is absent
 // (nothing at its path: a partial download) does not stop openCheckpoint; one that is there but
 // is not a regular file (or a symbolic link to one) does.
-import { promises as fs } from 'node:fs';
+import * as fs from './fsio';
 import * as path from 'node:path';
 
 import { CheckpointError } from './errors';
