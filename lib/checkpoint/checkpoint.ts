@@ -232,7 +232,7 @@ export class Checkpoint {
     }
     const onProgress = o.onProgress as LoadMoeLayersOptions['onProgress'];
     const { estimate, plans } = this.#estimate(o);
-    if (!estimate.fits) throw new CheckpointError({ file: this.dir, code: 'ERR_MOE_CHECKPOINT_UNSUPPORTED' }, this.#tooLarge(estimate, plans, o.weightDtype as LoadWeightDtype | undefined));
+    if (!estimate.fits) throw new CheckpointError({ file: this.dir, code: 'ERR_MOE_OUT_OF_MEMORY' }, this.#tooLarge(estimate, plans, o.weightDtype as LoadWeightDtype | undefined));
     const pool = new StagingPool();
     const reader = new TensorReader();
     const blocks: MoeBlock[] = [];

@@ -3,7 +3,8 @@
 // everywhere in the facade).
 import type { MoeErrorCode } from '../errors';
 
-export type CheckpointErrorCode = Extract<MoeErrorCode, `ERR_MOE_CHECKPOINT_${string}`>;
+/** The checkpoint codes, and ERR_MOE_OUT_OF_MEMORY for a load refused before it starts because it cannot fit. */
+export type CheckpointErrorCode = Extract<MoeErrorCode, `ERR_MOE_CHECKPOINT_${string}` | 'ERR_MOE_OUT_OF_MEMORY'>;
 
 export class CheckpointError extends Error {
   /** The file at fault (absolute path), when there is one. */
@@ -14,7 +15,8 @@ export class CheckpointError extends Error {
    * What is wrong: ERR_MOE_CHECKPOINT_FILE (missing, unreadable, not a regular file,
    * truncated, changed), _HEADER (a safetensors header or index that lies), _CONFIG
    * (config.json), _TENSOR (a tensor missing or of the wrong shape or dtype), _UNSUPPORTED
-   * (a family, dtype or feature moe-cpu does not load).
+   * (a family, dtype or feature moe-cpu does not load); ERR_MOE_OUT_OF_MEMORY: loadMoeLayers
+   * refused before reading anything because the layers would not fit in the memory available.
    */
   readonly code: CheckpointErrorCode;
 
