@@ -3,6 +3,7 @@
 // special values; gated activations and the W13 word split / zip against the scalar table, at
 // odd sizes and misaligned pointers with NaN-prefilled outputs and guard elements; NaN and
 // clamps.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -353,8 +354,10 @@ void check_words(const ElementwiseTable& t, size_t w, size_t n, size_t misalign)
     std::memcpy(&odds[j * w], &pairs[(2 * j + 1) * w], w);
   }
 
+  // std::copy and std::equal, not memcpy and memcmp: at n = 0 the vectors are empty and their
+  // data() may be null, which memcpy and memcmp do not accept even for 0 bytes (UBSan: nonnull).
   Bytes in(2 * half, misalign), e(half, misalign), o(half, misalign);
-  std::memcpy(in.data(), pairs.data(), 2 * half);
+  std::copy(pairs.begin(), pairs.end(), in.data());
   split(in.data(), e.data(), o.data(), n);
   CHECK_MSG(e.body() == evens && o.body() == odds, "split " << where);
   CHECK_MSG(e.guards_intact() && o.guards_intact() && in.body() == pairs,
@@ -368,12 +371,12 @@ void check_words(const ElementwiseTable& t, size_t w, size_t n, size_t misalign)
   // In place as layout.cpp uses them: evens over the front of the pairs, odds to a buffer;
   // back with the evens in a buffer and the odds in the second half of the output.
   Bytes row(2 * half, misalign), buffer(half, misalign);
-  std::memcpy(row.data(), pairs.data(), 2 * half);
+  std::copy(pairs.begin(), pairs.end(), row.data());
   split(row.data(), row.data(), buffer.data(), n);
-  CHECK_MSG(std::memcmp(row.data(), evens.data(), half) == 0 && buffer.body() == odds,
+  CHECK_MSG(std::equal(evens.begin(), evens.end(), row.data()) && buffer.body() == odds,
             "split in place " << where);
-  std::memcpy(buffer.data(), evens.data(), half);
-  std::memcpy(row.data() + half, odds.data(), half);
+  std::copy(evens.begin(), evens.end(), buffer.data());
+  std::copy(odds.begin(), odds.end(), row.data() + half);
   zip(buffer.data(), row.data() + half, row.data(), n);
   CHECK_MSG(row.body() == pairs, "zip in place " << where);
   CHECK_MSG(row.guards_intact() && buffer.guards_intact(),
