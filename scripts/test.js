@@ -2,9 +2,10 @@
 // Runs every test suite and ends with one line totalling them: `N passed, N failed`.
 //   vitest (the public API against the TypeScript reference) and the C++ kernel tests
 //   (build/moe_kernel_tests), once per kernel set this CPU can run, forced with MOE_CPU_ISA.
-//   Then the platform suites: the prebuilds and the Arm kernels under qemu
-//   (scripts/test-platforms.js). `local`, `js`, `kernels` and `platforms` run one group only;
-//   the default is all of them.
+//   Then the sanitizer suite: the C++ tests and a slice of vitest under ASan and UBSan
+//   (scripts/test-sanitize.js), and the platform suites: the prebuilds and the Arm kernels under
+//   qemu (scripts/test-platforms.js). `local`, `js`, `kernels`, `sanitize` and `platforms` run
+//   one group only; the default is all of them.
 // Exit code is non-zero if any suite failed or ran no test.
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -71,15 +72,38 @@ function kernelSets() {
 }
 
 const only = process.argv[2] ?? 'all';
-if (!['local', 'all', 'js', 'kernels', 'platforms'].includes(only)) {
-  console.error(`unknown suite group "${only}": expected js, kernels, platforms or all`);
+if (!['local', 'all', 'js', 'kernels', 'sanitize', 'platforms'].includes(only)) {
+  console.error(`unknown suite group "${only}": expected local, js, kernels, sanitize, platforms or all`);
   process.exit(2);
 }
-const sets = kernelSets();
+// The sanitizer suite asks its own (sanitized) addon, so `sanitize` alone needs no build/.
+const sets = only === 'sanitize' ? [] : kernelSets();
 for (const isa of sets) {
   const env = { MOE_CPU_ISA: isa };
   if (['local', 'all', 'js'].includes(only)) vitest(`vitest (MOE_CPU_ISA=${isa})`, env);
   if (['local', 'all', 'kernels'].includes(only)) kernelTests(`C++ kernel tests (MOE_CPU_ISA=${isa})`, env);
+}
+const totals = {  // what the sanitizer and platform suites add to the total line
+  tally(p, f, ok) {
+    passed += p;
+    failed += f;
+    if (!ok) broken = true;
+  },
+};
+// The sanitizer suite builds build-asan/ itself (cmake, a C++ compiler with the ASan and UBSan
+// runtimes: g++ on Debian brings both). Missing tools are handled as for the platform suites
+// below: a skip that says so for a developer, a failure under CI.
+if (['all', 'sanitize'].includes(only)) {
+  const sanitize = require('./test-sanitize.js');
+  const absent = sanitize.missing();
+  if (absent.length > 0 && (only === 'sanitize' || process.env.CI)) {
+    console.log(`\nsanitizer suite cannot run, missing: ${absent.join(', ')}`);
+    broken = true;
+  } else if (absent.length > 0) {
+    console.log(`\nsanitizer suite skipped, missing: ${absent.join(', ')} (apt-get install cmake g++; or run .ci/run)`);
+  } else {
+    sanitize.run(totals);
+  }
 }
 // The platform suites need the cross compiler, qemu and both prebuilds (.ci/run installs the
 // tools and runs `npm run prebuild`). Without them a developer's `npm test` says so and skips
@@ -119,13 +143,7 @@ if (missingTools.length > 0 && (only === 'platforms' || process.env.CI)) {
   console.log(`\nplatform suites skipped, missing: ${missingTools.join(', ')}` +
     ' (apt-get install g++-aarch64-linux-gnu qemu-user; npm run prebuild; or run .ci/run)');
 } else if (['all', 'platforms'].includes(only)) {
-  require('./test-platforms.js')({
-    tally(p, f, ok) {
-      passed += p;
-      failed += f;
-      if (!ok) broken = true;
-    },
-  });
+  require('./test-platforms.js')(totals);
 }
 console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(failed > 0 || broken ? 1 : 0);
