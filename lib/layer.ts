@@ -87,8 +87,9 @@ interface Router {
  * W13 layout and orientation are resolved there, once) and keeps no reference to the caller's
  * arrays: they can be dropped afterwards. `bytes` says what the layer holds.
  *
- * `forwardSync` runs on the calling thread; `forward` runs on a libuv worker thread that drives
- * the native pool, so the event loop stays free. Both use `threads` native threads.
+ * `forwardSync` runs on the calling thread; `forward` runs on the addon's dispatcher thread that
+ * drives the native pool, so neither the event loop nor libuv's pool is held. Both use
+ * `threads` native threads.
  */
 export class MoeLayer {
   readonly numExperts: number;

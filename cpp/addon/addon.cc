@@ -7,17 +7,22 @@
 // TypeError / RangeError (kernel errors, moe::InvalidArgument, become RangeError),
 // ERR_MOE_OUT_OF_MEMORY, ERR_MOE_DISPOSED, ERR_MOE_INTERNAL.
 //
-// Threads: everything runs on the calling JS thread except AsyncTask::Run, which runs on a
-// libuv worker thread and drives the native pool (see thread_pool.h).
+// Threads: everything runs on the calling JS thread except AsyncTask::Run, which runs on the
+// dispatcher thread of the addon and drives the native pool (see thread_pool.h); libuv's
+// threads are never used.
 #include <napi.h>
 
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <limits>
 #include <memory>
 #include <new>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "moe_cpu.h"
@@ -405,75 +410,84 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
 }
 
 // ------------------------------------------------------------------------------------------
-// Promise-returning work on a libuv worker thread.
+// Promise-returning work, off every thread of Node's.
 //
-// Life cycle: created and queued on the JS thread; Run() executes on a libuv worker thread
-// and touches only the plain C++ data of the subclass (its "baton"); Result() and the promise
-// settle back on the JS thread, then the task is deleted.
+// An async call (forward, router logits) is queued on the dispatcher, one native thread of the
+// process that runs the calls in the order they were made, each driving the native pool (see
+// thread_pool.h), and completes on its JS thread through a thread-safe function. libuv's pool is
+// never used: its 4 threads stay free for fs, dns, crypto and zlib however many forwards are
+// in flight. Calls from all threads and Workers take turns in one FIFO queue, as they would on
+// the native pool anyway.
 //
-// Written on the C Node-API rather than Napi::AsyncWorker so that nothing can throw where no
-// JavaScript is left to catch it: when a Worker is terminated, Node drains in-flight work
-// while tearing its environment down, and every call into the engine may then fail
-// (napi_cannot_run_js, a pending termination). A C++ exception escaping the completion
-// callback would abort the whole process, so completion checks statuses, swallows what the
-// C++ wrapper throws and always frees the task.
+// Life cycle: created and queued on the JS thread; Run() executes on the dispatcher and touches
+// only the plain C++ data of the subclass (its "baton"); Result() and the promise settle back on
+// the JS thread, then the task is deleted. When a Worker is terminated, its environment's
+// cleanup hook drops its calls that have not started and waits for the one running (the
+// output array it writes belongs to that environment); completions into a terminating
+// environment are dropped, never thrown (an exception there would abort the process).
+class AsyncTask;
+
+// Per environment (JS thread): the thread-safe function completions go through, and the count
+// of calls in flight. Lives until the thread-safe function is finalized.
+struct EnvTasks {
+  napi_env env = nullptr;
+  napi_threadsafe_function tsfn = nullptr;
+  size_t unsettled = 0;  // JS thread only: queued and not yet settled (keeps the loop alive)
+  std::mutex mutex;
+  std::condition_variable idle;
+  size_t running = 0;    // queued and not yet handed back to the JS thread (dispatcher + JS)
+  bool closing = false;  // the environment is being torn down
+};
+
 class AsyncTask {
  public:
   virtual ~AsyncTask() = default;
 
   // Queues the task (taking ownership) and returns its promise.
-  static Napi::Value Queue(Napi::Env env, AsyncTask* raw, const char* name) {
-    std::unique_ptr<AsyncTask> task(raw);
-    napi_value promise, resource_name;
-    NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &task->deferred_, &promise), Napi::Value());
-    NAPI_THROW_IF_FAILED(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name), Napi::Value());
-    NAPI_THROW_IF_FAILED(env, napi_create_async_work(env, nullptr, resource_name, Execute, Complete, task.get(), &task->work_),
-                         Napi::Value());
-    if (napi_queue_async_work(env, task->work_) != napi_ok) {
-      napi_delete_async_work(env, task->work_);
-      task->work_ = nullptr;
-      NAPI_THROW_IF_FAILED(env, napi_generic_failure, Napi::Value());
-    }
-    task.release();  // owned by the async work until Complete
-    return Napi::Value(env, promise);
-  }
+  static Napi::Value Queue(Napi::Env env, AsyncTask* raw, const char* name);
 
  protected:
-  virtual void Run() = 0;                            // libuv worker thread
+  virtual void Run() = 0;                            // dispatcher thread
   virtual Napi::Value Result(Napi::Env env) = 0;     // JS thread
+  virtual void ReleaseJs(napi_env) {}                // JS thread: references the task holds
 
  private:
-  enum class Failure { none, invalid_argument, out_of_memory, internal };
+  friend class Dispatcher;
+  enum class Failure { none, invalid_argument, out_of_memory, internal, cancelled };
 
-  static void Execute(napi_env, void* data) {
-    auto* task = static_cast<AsyncTask*>(data);
+  void Execute() {
     try {
-      task->Run();
+      Run();
     } catch (const moe::InvalidArgument& e) {
-      task->fail(Failure::invalid_argument, e.what());
+      fail(Failure::invalid_argument, e.what());
     } catch (const moe::OutOfMemory& e) {
-      task->fail(Failure::out_of_memory, e.what());
+      fail(Failure::out_of_memory, e.what());
     } catch (const std::bad_alloc&) {
-      task->fail(Failure::out_of_memory, "moe-cpu: out of memory");
+      fail(Failure::out_of_memory, "moe-cpu: out of memory");
     } catch (const std::exception& e) {
-      task->fail(Failure::internal, std::string("moe-cpu internal error: ") + e.what());
+      fail(Failure::internal, std::string("moe-cpu internal error: ") + e.what());
     } catch (...) {
-      task->fail(Failure::internal, "moe-cpu internal error: unknown exception");
+      fail(Failure::internal, "moe-cpu internal error: unknown exception");
     }
   }
 
-  static void Complete(napi_env env, napi_status status, void* data) {
+  // On the JS thread, through the thread-safe function; env is null when the environment is
+  // gone (then nothing of Node-API may be touched: the task's C++ data is freed, that is all).
+  static void Complete(napi_env env, napi_value, void* context, void* data) {
     std::unique_ptr<AsyncTask> task(static_cast<AsyncTask*>(data));
-    napi_delete_async_work(env, task->work_);
-    if (status != napi_ok) return;  // cancelled: the environment is going away
+    if (env == nullptr) return;
+    auto* tasks = static_cast<EnvTasks*>(context);
     napi_handle_scope scope;
-    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-    try {
-      task->Settle(Napi::Env(env));
-    } catch (...) {
-      // The environment is shutting down (a terminated Worker): nobody is left to tell.
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      try {
+        task->Settle(Napi::Env(env));
+      } catch (...) {
+        // The environment is shutting down (a terminated Worker): nobody is left to tell.
+      }
+      napi_close_handle_scope(env, scope);
     }
-    napi_close_handle_scope(env, scope);
+    task->ReleaseJs(env);
+    if (--tasks->unsettled == 0) napi_unref_threadsafe_function(env, tasks->tsfn);
   }
 
   void Settle(Napi::Env env) {
@@ -494,11 +508,115 @@ class AsyncTask {
     message_ = std::move(message);
   }
 
+  static EnvTasks* TasksOf(Napi::Env env);
+
   napi_deferred deferred_ = nullptr;
-  napi_async_work work_ = nullptr;
+  EnvTasks* tasks_ = nullptr;
   Failure failure_ = Failure::none;
   std::string message_;
 };
+
+// The dispatcher thread and its FIFO queue. Never destroyed (like the native pool): it may be
+// waiting on its queue when static destructors run.
+class Dispatcher {
+ public:
+  static Dispatcher& instance() {
+    static Dispatcher* dispatcher = new Dispatcher;
+    return *dispatcher;
+  }
+
+  void Submit(AsyncTask* task) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(task);
+    }
+    wake_.notify_one();
+  }
+
+ private:
+  Dispatcher() : thread_([this] { Loop(); }) { thread_.detach(); }
+
+  void Loop() {
+    for (;;) {
+      AsyncTask* task;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return !queue_.empty(); });
+        task = queue_.front();
+        queue_.pop_front();
+      }
+      EnvTasks* tasks = task->tasks_;
+      bool closing;
+      {
+        std::lock_guard<std::mutex> lock(tasks->mutex);
+        closing = tasks->closing;
+      }
+      if (!closing) task->Execute();
+      // Handed to the JS thread before `running` drops: the environment's cleanup hook
+      // releases the thread-safe function only once nothing can call it any more.
+      if (napi_call_threadsafe_function(tasks->tsfn, task, napi_tsfn_nonblocking) != napi_ok) delete task;
+      {
+        std::lock_guard<std::mutex> lock(tasks->mutex);
+        --tasks->running;
+      }
+      tasks->idle.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<AsyncTask*> queue_;
+  std::thread thread_;
+};
+
+EnvTasks* AsyncTask::TasksOf(Napi::Env env) {
+  void* data = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_get_instance_data(env, &data), nullptr);
+  if (data) return static_cast<EnvTasks*>(data);
+  auto state = std::make_unique<EnvTasks>();
+  state->env = env;
+  napi_value name;
+  NAPI_THROW_IF_FAILED(env, napi_create_string_utf8(env, "moe-cpu:complete", NAPI_AUTO_LENGTH, &name), nullptr);
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_threadsafe_function(
+                           env, nullptr, nullptr, name, 0, 1, nullptr,
+                           [](napi_env, void*, void* hint) { delete static_cast<EnvTasks*>(hint); }, state.get(),
+                           Complete, &state->tsfn),
+                       nullptr);
+  // Freed by the thread-safe function's finalizer from here on.
+  EnvTasks* tasks = state.release();
+  napi_unref_threadsafe_function(env, tasks->tsfn);
+  napi_set_instance_data(env, tasks, nullptr, nullptr);
+  // Environment teardown (process exit, a Worker terminated): calls not started are dropped,
+  // the one running is waited for (it writes into this environment's memory), then the
+  // thread-safe function goes; completions still queued reach Complete with a null env.
+  napi_add_env_cleanup_hook(env, [](void* arg) {
+    auto* t = static_cast<EnvTasks*>(arg);
+    {
+      std::unique_lock<std::mutex> lock(t->mutex);
+      t->closing = true;
+      t->idle.wait(lock, [&] { return t->running == 0; });
+    }
+    napi_release_threadsafe_function(t->tsfn, napi_tsfn_abort);
+  }, tasks);
+  return tasks;
+}
+
+Napi::Value AsyncTask::Queue(Napi::Env env, AsyncTask* raw, const char* name) {
+  std::unique_ptr<AsyncTask> task(raw);
+  (void)name;
+  EnvTasks* tasks = TasksOf(env);
+  napi_value promise;
+  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &task->deferred_, &promise), Napi::Value());
+  task->tasks_ = tasks;
+  if (tasks->unsettled++ == 0) napi_ref_threadsafe_function(env, tasks->tsfn);
+  {
+    std::lock_guard<std::mutex> lock(tasks->mutex);
+    ++tasks->running;
+  }
+  Dispatcher::instance().Submit(task.release());
+  return Napi::Value(env, promise);
+}
 
 // ------------------------------------------------------------------------------------------
 // NativeLayer: owns the packed weights of one layer.
@@ -519,17 +637,24 @@ struct ForwardBaton {
 
 class ForwardTask : public AsyncTask {
  public:
-  ForwardTask(ForwardBaton baton, Napi::Object out) : baton_(std::move(baton)), out_ref_(Napi::Persistent(out)) {}
+  ForwardTask(ForwardBaton baton, Napi::Object out) : baton_(std::move(baton)) {
+    NAPI_THROW_IF_FAILED_VOID(out.Env(), napi_create_reference(out.Env(), out, 1, &out_ref_));
+  }
 
  private:
   void Run() override {
     baton_.layer->forward(baton_.dtype, baton_.hidden.data(), baton_.tokens, baton_.ids.data(),
                           baton_.weights.data(), baton_.out);
   }
-  Napi::Value Result(Napi::Env) override { return out_ref_.Value(); }
+  Napi::Value Result(Napi::Env env) override {
+    napi_value out;
+    NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, out_ref_, &out), Napi::Value());
+    return Napi::Value(env, out);
+  }
+  void ReleaseJs(napi_env env) override { napi_delete_reference(env, out_ref_); }
 
   ForwardBaton baton_;
-  Napi::ObjectReference out_ref_;
+  napi_ref out_ref_ = nullptr;  // the output array, alive until the promise settles
 };
 
 class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
