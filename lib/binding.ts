@@ -34,6 +34,8 @@ export interface NativeBinding {
     out: Float32Array): void;
   NativeLayer: new (config: object, w13: NativeTensor, w2: NativeTensor, w13Bias: NativeTensor | null,
     w2Bias: NativeTensor | null) => NativeLayer;
+  createNativeLayer: (config: object, w13: NativeTensor, w2: NativeTensor, w13Bias: NativeTensor | null,
+    w2Bias: NativeTensor | null) => Promise<NativeLayer>;
 }
 
 export type TensorData = Float32Array | Uint16Array | Uint8Array | Int8Array;

@@ -7,10 +7,11 @@ export const ERR_DISPOSED = 'ERR_MOE_DISPOSED';
 export const ERR_OUT_OF_MEMORY = 'ERR_MOE_OUT_OF_MEMORY';
 export const ERR_NO_BINARY = 'ERR_MOE_NO_BINARY';
 export const ERR_INTERNAL = 'ERR_MOE_INTERNAL';
+export const ERR_ABORTED = 'ERR_MOE_ABORTED';
 
 export type MoeErrorCode =
   | typeof ERR_INVALID_ARGUMENT | typeof ERR_DISPOSED | typeof ERR_OUT_OF_MEMORY | typeof ERR_NO_BINARY
-  | typeof ERR_INTERNAL
+  | typeof ERR_INTERNAL | typeof ERR_ABORTED
   | 'ERR_MOE_CHECKPOINT_FILE' | 'ERR_MOE_CHECKPOINT_HEADER' | 'ERR_MOE_CHECKPOINT_CONFIG'
   | 'ERR_MOE_CHECKPOINT_TENSOR' | 'ERR_MOE_CHECKPOINT_UNSUPPORTED';
 
@@ -44,4 +45,11 @@ export function internalError(message: string): CodedError<Error> {
 
 export function codedError<E extends Error>(error: E, code: MoeErrorCode): CodedError<E> {
   return withCode(error, code);
+}
+
+/** An operation cancelled through its AbortSignal: name 'AbortError', the signal's reason as cause. */
+export function abortError(what: string, reason: unknown): CodedError<Error> {
+  const error = new Error(`${what}: aborted`, { cause: reason });
+  error.name = 'AbortError';
+  return withCode(error, ERR_ABORTED);
 }

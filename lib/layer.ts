@@ -1,6 +1,6 @@
 // MoeLayer: packed expert weights + the fused forward.
 import { checkSwigluLimit, ACTIVATIONS, SWIGLU_ALPHA, type Activation } from './activation';
-import { binding, type KernelChoice, type NativeLayer } from './binding';
+import { binding, type KernelChoice, type NativeLayer, type NativeTensor } from './binding';
 import { fromBf16 } from './bf16';
 import {
   checkBlockMultiple, int8Refusal, layerBias, layerWeight, type Int8Tensor, type Mxfp4Tensor, type QuantizedTensor, type TensorShape,
@@ -111,67 +111,58 @@ export class MoeLayer {
   /** forward() calls that started and have not settled. */
   #inflight = 0;
 
+  /**
+   * Packs the weights on the calling thread (a gpt-oss-20b layer: about a second). A service
+   * should use `MoeLayer.create`, which packs off the main thread.
+   */
   constructor(options: MoeLayerOptions) {
-    const o = object(options, 'options');
-    const E = positiveInteger(o.numExperts, 'numExperts');
-    const H = positiveInteger(o.hiddenSize, 'hiddenSize');
-    const I = positiveInteger(o.intermediateSize, 'intermediateSize');
-    const K = checkTopK(o.topK, E);
-    const activation = oneOf(o.activation, 'activation', ACTIVATIONS);
-    if (o.isW13Interleaved === undefined) {
-      throw typeError(
-        'isW13Interleaved: required (true for gpt-oss-style interleaved gate/up rows, false for halves); got undefined',
-      );
+    const adopted = adopting;
+    adopting = null;
+    const plan = adopted?.plan ?? planLayer(options);
+    if (adopted) {
+      this.#native = adopted.native;
+    } else {
+      try {
+        this.#native = new binding.NativeLayer(plan.config, plan.w13, plan.w2, plan.w13Bias, plan.w2Bias);
+      } catch (err) {
+        throw plan.refusal(err);
+      }
     }
-    const interleaved = boolean(o.isW13Interleaved, 'isW13Interleaved');
-    const dtype = oneOf(o.weightDtype, 'weightDtype', ['f32', 'bf16', 'f16', 'mxfp4', 'int8'] as const);
-    checkBlockMultiple(dtype, H, 'hiddenSize', 'W13');
-    checkBlockMultiple(dtype, I, 'intermediateSize', 'W2');
-    const transposed = optionalBoolean(o.transposed, 'transposed', false);
-    const alpha = finiteNumber(o.swigluAlpha, 'swigluAlpha', SWIGLU_ALPHA);
-    const limit = checkSwigluLimit(o.swigluLimit, 'swigluLimit');
-    const routing = (o.routing ?? { mode: 'topk-softmax' }) as Routing;
-    this.#routing = checkRouting(routing, E, K);
-    const threads = o.threads === undefined ? binding.cpuInfo().threads : threadCount(o.threads, 'threads');
-
-    const w13Shape: TensorShape = { outer: [['E', E], ['2I', 2 * I]], depthName: 'H', depth: H };
-    const w2Shape: TensorShape = { outer: [['E', E], ['H', H]], depthName: 'I', depth: I };
-    const w13 = layerWeight(o.w13, 'w13', dtype, w13Shape, transposed);
-    const w2 = layerWeight(o.w2, 'w2', dtype, w2Shape, transposed);
-    const w13Bias = o.w13Bias === undefined ? null : layerBias(o.w13Bias, 'w13Bias', dtype, E * 2 * I, `[E=${E}, 2I=${2 * I}]`);
-    const w2Bias = o.w2Bias === undefined ? null : layerBias(o.w2Bias, 'w2Bias', dtype, E * H, `[E=${E}, H=${H}]`);
-    const routerWeight = o.routerWeight === undefined ? null : routerArray(o.routerWeight, 'routerWeight', E * H, `[E=${E}, H=${H}]`);
-    if (o.routerBias !== undefined && !routerWeight) {
-      throw typeError('routerBias: given without routerWeight; pass routerWeight [E, H] too, or drop routerBias');
-    }
-    const routerBias = o.routerBias === undefined ? null : routerArray(o.routerBias, 'routerBias', E, `[E=${E}]`);
-
-    try {
-      this.#native = new binding.NativeLayer(
-        {
-          numExperts: E, hiddenSize: H, intermediateSize: I, topK: K, activation,
-          isW13Interleaved: interleaved, transposed, swigluAlpha: alpha, swigluLimit: limit, threads, weightDtype: dtype,
-        },
-        w13, w2, w13Bias, w2Bias,
-      );
-    } catch (err) {
-      throw dtype === 'int8' ? int8Refusal(err, [['w13', w13], ['w2', w2]], 'weightDtype') : err;
-    }
-    this.numExperts = E;
-    this.hiddenSize = H;
-    this.intermediateSize = I;
-    this.topK = K;
-    this.activation = activation;
-    this.isW13Interleaved = interleaved;
-    this.weightDtype = dtype;
-    this.routing = routing;
-    this.threads = threads;
+    const c = plan.config;
+    this.numExperts = c.numExperts;
+    this.hiddenSize = c.hiddenSize;
+    this.intermediateSize = c.intermediateSize;
+    this.topK = c.topK;
+    this.activation = c.activation;
+    this.isW13Interleaved = c.isW13Interleaved;
+    this.weightDtype = c.weightDtype;
+    this.routing = plan.routing;
+    this.#routing = plan.routingArg;
+    this.threads = c.threads;
     // Copies, like the packed weights: the layer keeps no reference to the caller's arrays.
-    this.#router = routerWeight && {
-      weight: routerWeight.slice(),
-      bias: routerBias && (routerBias instanceof Uint16Array ? fromBf16(routerBias) : routerBias.slice()),
+    this.#router = plan.routerWeight && {
+      weight: plan.routerWeight.slice(),
+      bias: plan.routerBias && (plan.routerBias instanceof Uint16Array ? fromBf16(plan.routerBias) : plan.routerBias.slice()),
     };
     this.hasRouter = this.#router !== null;
+  }
+
+  /**
+   * As `new MoeLayer(options)`, with the packing on the addon's dispatcher thread: the event
+   * loop and libuv's pool stay free. The options are checked before it returns (a bad one
+   * rejects); the weight arrays are read until the promise settles: do not change or transfer
+   * them meanwhile. Afterwards the layer keeps no reference to them.
+   */
+  static async create(options: MoeLayerOptions): Promise<MoeLayer> {
+    const plan = planLayer(options);
+    let native: NativeLayer;
+    try {
+      native = await binding.createNativeLayer(plan.config, plan.w13, plan.w2, plan.w13Bias, plan.w2Bias);
+    } catch (err) {
+      throw plan.refusal(err);
+    }
+    adopting = { plan, native };
+    return new MoeLayer(options);
   }
 
   /**
@@ -300,6 +291,68 @@ export class MoeLayer {
     }
     return { hidden, tokens, ids, weights, out: sameType(hidden, hidden.length) };
   }
+}
+
+/** What the constructor hands the addon, checked. */
+interface LayerPlan {
+  config: {
+    numExperts: number; hiddenSize: number; intermediateSize: number; topK: number; activation: Activation;
+    isW13Interleaved: boolean; transposed: boolean; swigluAlpha: number; swigluLimit: number; threads: number;
+    weightDtype: WeightDtype;
+  };
+  w13: NativeTensor; w2: NativeTensor; w13Bias: NativeTensor | null; w2Bias: NativeTensor | null;
+  routing: Routing; routingArg: RoutingArg;
+  routerWeight: WeightArray | null; routerBias: WeightArray | null;
+  /** The error to throw for a packing error of the addon. */
+  refusal(err: unknown): unknown;
+}
+
+/** A layer packed by MoeLayer.create, handed to the constructor. */
+let adopting: { plan: LayerPlan; native: NativeLayer } | null = null;
+
+function planLayer(options: MoeLayerOptions): LayerPlan {
+    const o = object(options, 'options');
+    const E = positiveInteger(o.numExperts, 'numExperts');
+    const H = positiveInteger(o.hiddenSize, 'hiddenSize');
+    const I = positiveInteger(o.intermediateSize, 'intermediateSize');
+    const K = checkTopK(o.topK, E);
+    const activation = oneOf(o.activation, 'activation', ACTIVATIONS);
+    if (o.isW13Interleaved === undefined) {
+      throw typeError(
+        'isW13Interleaved: required (true for gpt-oss-style interleaved gate/up rows, false for halves); got undefined',
+      );
+    }
+    const interleaved = boolean(o.isW13Interleaved, 'isW13Interleaved');
+    const dtype = oneOf(o.weightDtype, 'weightDtype', ['f32', 'bf16', 'f16', 'mxfp4', 'int8'] as const);
+    checkBlockMultiple(dtype, H, 'hiddenSize', 'W13');
+    checkBlockMultiple(dtype, I, 'intermediateSize', 'W2');
+    const transposed = optionalBoolean(o.transposed, 'transposed', false);
+    const alpha = finiteNumber(o.swigluAlpha, 'swigluAlpha', SWIGLU_ALPHA);
+    const limit = checkSwigluLimit(o.swigluLimit, 'swigluLimit');
+    const routing = (o.routing ?? { mode: 'topk-softmax' }) as Routing;
+    const routingArg = checkRouting(routing, E, K);
+    const threads = o.threads === undefined ? binding.cpuInfo().threads : threadCount(o.threads, 'threads');
+
+    const w13Shape: TensorShape = { outer: [['E', E], ['2I', 2 * I]], depthName: 'H', depth: H };
+    const w2Shape: TensorShape = { outer: [['E', E], ['H', H]], depthName: 'I', depth: I };
+    const w13 = layerWeight(o.w13, 'w13', dtype, w13Shape, transposed);
+    const w2 = layerWeight(o.w2, 'w2', dtype, w2Shape, transposed);
+    const w13Bias = o.w13Bias === undefined ? null : layerBias(o.w13Bias, 'w13Bias', dtype, E * 2 * I, `[E=${E}, 2I=${2 * I}]`);
+    const w2Bias = o.w2Bias === undefined ? null : layerBias(o.w2Bias, 'w2Bias', dtype, E * H, `[E=${E}, H=${H}]`);
+    const routerWeight = o.routerWeight === undefined ? null : routerArray(o.routerWeight, 'routerWeight', E * H, `[E=${E}, H=${H}]`);
+    if (o.routerBias !== undefined && !routerWeight) {
+      throw typeError('routerBias: given without routerWeight; pass routerWeight [E, H] too, or drop routerBias');
+    }
+    const routerBias = o.routerBias === undefined ? null : routerArray(o.routerBias, 'routerBias', E, `[E=${E}]`);
+
+  return {
+    config: {
+      numExperts: E, hiddenSize: H, intermediateSize: I, topK: K, activation,
+      isW13Interleaved: interleaved, transposed, swigluAlpha: alpha, swigluLimit: limit, threads, weightDtype: dtype,
+    },
+    w13, w2, w13Bias, w2Bias, routing, routingArg, routerWeight, routerBias,
+    refusal: (err) => (dtype === 'int8' ? int8Refusal(err, [['w13', w13], ['w2', w2]], 'weightDtype') : err),
+  };
 }
 
 /** routerWeight / routerBias: Float32Array or bf16 Uint16Array of `length` elements. */

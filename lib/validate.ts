@@ -150,3 +150,10 @@ export function weightArray(value: unknown, name: string): WeightArray {
 export function sameType<T extends WeightArray>(like: T, length: number): T {
   return (like instanceof Float32Array ? new Float32Array(length) : new Uint16Array(length)) as T;
 }
+
+/** An optional AbortSignal option. */
+export function optionalSignal(value: unknown, name: string): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) throw typeError(`${name}: expected an AbortSignal, got ${describe(value)}`);
+  return value;
+}

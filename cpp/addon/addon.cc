@@ -437,6 +437,7 @@ struct EnvTasks {
   std::condition_variable idle;
   size_t running = 0;    // queued and not yet handed back to the JS thread (dispatcher + JS)
   bool closing = false;  // the environment is being torn down
+  napi_ref native_layer = nullptr;  // the NativeLayer class, for layers packed asynchronously
 };
 
 class AsyncTask {
@@ -445,6 +446,8 @@ class AsyncTask {
 
   // Queues the task (taking ownership) and returns its promise.
   static Napi::Value Queue(Napi::Env env, AsyncTask* raw, const char* name);
+  // This environment's completion channel, created on first use.
+  static EnvTasks* TasksOf(Napi::Env env);
 
  protected:
   virtual void Run() = 0;                            // dispatcher thread
@@ -507,8 +510,6 @@ class AsyncTask {
     failure_ = failure;
     message_ = std::move(message);
   }
-
-  static EnvTasks* TasksOf(Napi::Env env);
 
   napi_deferred deferred_ = nullptr;
   EnvTasks* tasks_ = nullptr;
@@ -657,6 +658,80 @@ class ForwardTask : public AsyncTask {
   napi_ref out_ref_ = nullptr;  // the output array, alive until the promise settles
 };
 
+// A layer's checked arguments: (config, w13, w2, w13Bias | null, w2Bias | null); the weights
+// point into the caller's arrays.
+struct LayerArgs {
+  moe::MoeConfig config;
+  moe::MoeWeights weights;
+};
+
+LayerArgs layer_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw_type(env, "options: expected an object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  LayerArgs args;
+  moe::MoeConfig& c = args.config;
+  c.num_experts = size_arg(o.Get("numExperts"), "numExperts");
+  c.hidden_size = size_arg(o.Get("hiddenSize"), "hiddenSize");
+  c.intermediate_size = size_arg(o.Get("intermediateSize"), "intermediateSize");
+  c.top_k = size_arg(o.Get("topK"), "topK");
+  c.activation.kind = activation_arg(o.Get("activation"));
+  c.activation.swiglu_alpha = float_arg(o.Get("swigluAlpha"), "swigluAlpha");
+  c.activation.swiglu_limit = limit_arg(o.Get("swigluLimit"), "swigluLimit");
+  Napi::Value interleaved = o.Get("isW13Interleaved");
+  if (!interleaved.IsBoolean()) throw_type(env, "isW13Interleaved: expected a boolean");
+  c.w13_layout = interleaved.As<Napi::Boolean>() ? moe::W13Layout::interleaved : moe::W13Layout::halves;
+  c.transposed = o.Get("transposed").ToBoolean();
+  c.threads = threads_arg(o.Get("threads"), "threads");
+  c.weight_format = format_arg(o.Get("weightDtype"), "weightDtype");
+
+  const size_t E = c.num_experts, H = c.hidden_size, I = c.intermediate_size;
+  moe::MoeWeights& w = args.weights;
+  const size_t w13_rows = checked_mul(env, {E, 2, I}, "w13"), w2_rows = checked_mul(env, E, H, "w2");
+  w.w13 = tensor_arg(info[1], "w13", w13_rows, H);
+  w.w2 = tensor_arg(info[2], "w2", w2_rows, I);
+  if (!info[3].IsUndefined() && !info[3].IsNull()) w.w13_bias = tensor_arg(info[3], "w13Bias", w13_rows, 1);
+  if (!info[4].IsUndefined() && !info[4].IsNull()) w.w2_bias = tensor_arg(info[4], "w2Bias", w2_rows, 1);
+  return args;
+}
+
+// Packs a layer on the dispatcher thread. The caller's weight arrays are read while it runs:
+// the task holds references to them (the facade documents that they must not change).
+class PackTask : public AsyncTask {
+ public:
+  PackTask(Napi::Env env, LayerArgs args, const Napi::CallbackInfo& info, napi_ref native_layer)
+      : args_(std::move(args)), native_layer_(native_layer) {
+    for (size_t i = 1; i <= 4; ++i) {
+      if (!info[i].IsObject()) continue;
+      Napi::Object tensor = info[i].As<Napi::Object>();
+      for (const char* key : {"data", "scales"}) {
+        Napi::Value array = tensor.Get(key);
+        if (!array.IsObject()) continue;
+        napi_ref ref;
+        NAPI_THROW_IF_FAILED_VOID(env, napi_create_reference(env, array, 1, &ref));
+        keep_.push_back(ref);
+      }
+    }
+  }
+
+ private:
+  void Run() override { layer_ = std::make_shared<const moe::MoeLayer>(args_.config, args_.weights); }
+  Napi::Value Result(Napi::Env env) override {
+    napi_value ctor;
+    NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, native_layer_, &ctor), Napi::Value());
+    auto layer = Napi::External<std::shared_ptr<const moe::MoeLayer>>::New(env, &layer_);
+    return Napi::Function(env, ctor).New({layer});
+  }
+  void ReleaseJs(napi_env env) override {
+    for (napi_ref ref : keep_) napi_delete_reference(env, ref);
+  }
+
+  LayerArgs args_;
+  napi_ref native_layer_;
+  std::vector<napi_ref> keep_;
+  std::shared_ptr<const moe::MoeLayer> layer_;
+};
+
 class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -668,35 +743,18 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
                         InstanceAccessor<&NativeLayer::Kernels>("kernels")});
   }
 
-  // new NativeLayer(config, w13, w2, w13Bias | null, w2Bias | null)
+  // new NativeLayer(config, w13, w2, w13Bias | null, w2Bias | null) packs here; the internal
+  // form new NativeLayer(External<shared_ptr<const MoeLayer>>) adopts a layer packed by
+  // createNativeLayer.
   explicit NativeLayer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeLayer>(info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsObject()) throw_type(env, "options: expected an object");
-    Napi::Object o = info[0].As<Napi::Object>();
-    moe::MoeConfig c;
-    c.num_experts = size_arg(o.Get("numExperts"), "numExperts");
-    c.hidden_size = size_arg(o.Get("hiddenSize"), "hiddenSize");
-    c.intermediate_size = size_arg(o.Get("intermediateSize"), "intermediateSize");
-    c.top_k = size_arg(o.Get("topK"), "topK");
-    c.activation.kind = activation_arg(o.Get("activation"));
-    c.activation.swiglu_alpha = float_arg(o.Get("swigluAlpha"), "swigluAlpha");
-    c.activation.swiglu_limit = limit_arg(o.Get("swigluLimit"), "swigluLimit");
-    Napi::Value interleaved = o.Get("isW13Interleaved");
-    if (!interleaved.IsBoolean()) throw_type(env, "isW13Interleaved: expected a boolean");
-    c.w13_layout = interleaved.As<Napi::Boolean>() ? moe::W13Layout::interleaved : moe::W13Layout::halves;
-    c.transposed = o.Get("transposed").ToBoolean();
-    c.threads = threads_arg(o.Get("threads"), "threads");
-
-    c.weight_format = format_arg(o.Get("weightDtype"), "weightDtype");
-
-    const size_t E = c.num_experts, H = c.hidden_size, I = c.intermediate_size;
-    moe::MoeWeights w;
-    const size_t w13_rows = checked_mul(env, {E, 2, I}, "w13"), w2_rows = checked_mul(env, E, H, "w2");
-    w.w13 = tensor_arg(info[1], "w13", w13_rows, H);
-    w.w2 = tensor_arg(info[2], "w2", w2_rows, I);
-    if (!info[3].IsUndefined() && !info[3].IsNull()) w.w13_bias = tensor_arg(info[3], "w13Bias", w13_rows, 1);
-    if (!info[4].IsUndefined() && !info[4].IsNull()) w.w2_bias = tensor_arg(info[4], "w2Bias", w2_rows, 1);
-    layer_ = guarded(env, [&] { return std::make_shared<const moe::MoeLayer>(c, w); });
+    if (info[0].IsExternal()) {
+      layer_ = *info[0].As<Napi::External<std::shared_ptr<const moe::MoeLayer>>>().Data();
+    } else {
+      LayerArgs args = layer_args(info);
+      layer_ = guarded(env, [&] { return std::make_shared<const moe::MoeLayer>(args.config, args.weights); });
+    }
+    if (!layer_) throw_type(env, "NativeLayer: no layer");
     // Tell V8's GC about the native memory this small JS object holds.
     external_bytes_ = static_cast<int64_t>(layer_->bytes());
     Napi::MemoryManagement::AdjustExternalMemory(env, external_bytes_);
@@ -889,6 +947,15 @@ Napi::Value DecodeMxfp4(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// createNativeLayer(same arguments as new NativeLayer) -> Promise<NativeLayer>, packed on the
+// dispatcher thread (the event loop and libuv's pool stay free).
+Napi::Value CreateNativeLayer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnvTasks* tasks = AsyncTask::TasksOf(env);
+  LayerArgs args = layer_args(info);
+  return AsyncTask::Queue(env, new PackTask(env, std::move(args), info, tasks->native_layer), "moe-cpu:pack");
+}
+
 // ------------------------------------------------------------------------------------------
 // Registration: every export in one table.
 
@@ -901,7 +968,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("convertBf16", Napi::Function::New<ConvertBf16>(env, "convertBf16"));
   exports.Set("quantize", Napi::Function::New<Quantize>(env, "quantize"));
   exports.Set("dequantize", Napi::Function::New<Dequantize>(env, "dequantize"));
-  exports.Set("NativeLayer", NativeLayer::Define(env));
+  Napi::Function native_layer = NativeLayer::Define(env);
+  exports.Set("NativeLayer", native_layer);
+  EnvTasks* tasks = AsyncTask::TasksOf(env);
+  NAPI_THROW_IF_FAILED(env, napi_create_reference(env, native_layer, 1, &tasks->native_layer), exports);
+  exports.Set("createNativeLayer", Napi::Function::New<CreateNativeLayer>(env, "createNativeLayer"));
   exports.Set("routerLogits", Napi::Function::New<RouterLogits>(env, "routerLogits"));
   exports.Set("routerLogitsAsync", Napi::Function::New<RouterLogitsAsync>(env, "routerLogitsAsync"));
   exports.Set("decodeMxfp4", Napi::Function::New<DecodeMxfp4>(env, "decodeMxfp4"));

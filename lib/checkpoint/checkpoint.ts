@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { MoeLayer, type MoeLayerOptions } from '../layer';
 import type { Mxfp4Tensor } from '../quantize';
 import type { Routing } from '../routing';
-import { describe, object, oneOf, positiveInteger, threadCount, type WeightArray } from '../validate';
+import { describe, object, oneOf, optionalSignal, positiveInteger, threadCount, type WeightArray } from '../validate';
 import { MoeBlock } from './block';
 import { checkLayerCount, readModelConfig, type CheckpointConfig, type Family, type ModelConfig } from './config';
 import { CheckpointError } from './errors';
@@ -31,6 +31,11 @@ export interface LoadMoeLayerOptions {
   weightDtype?: LoadWeightDtype;
   /** Native threads of the layer; default: physical cores. */
   threads?: number;
+  /**
+   * Cancels the load: it rejects with an AbortError (code ERR_MOE_ABORTED) and frees everything
+   * it allocated. Checked before every read of at most 16 MB and around each packing.
+   */
+  signal?: AbortSignal;
 }
 
 /** What `onProgress` of loadMoeLayers is told after each layer. */
@@ -199,7 +204,8 @@ export class Checkpoint {
     const plan = this.#plan(layer);
     const dtype = this.#dtype(o.weightDtype, plan);
     const threads = o.threads === undefined ? undefined : threadCount(o.threads, 'threads');
-    const reader = new TensorReader();
+    const reader = new TensorReader(optionalSignal(o.signal, 'signal'));
+    reader.throwIfAborted();
     const pool = new StagingPool();
     try {
       return await this.#load(reader, plan, dtype, threads, pool);
@@ -231,12 +237,14 @@ export class Checkpoint {
       throw typeError(`onProgress: expected a function, got ${describe(o.onProgress)}`);
     }
     const onProgress = o.onProgress as LoadMoeLayersOptions['onProgress'];
+    const signal = optionalSignal(o.signal, 'signal');
     const { estimate, plans } = this.#estimate(o);
     if (!estimate.fits) throw new CheckpointError({ file: this.dir, code: 'ERR_MOE_OUT_OF_MEMORY' }, this.#tooLarge(estimate, plans, o.weightDtype as LoadWeightDtype | undefined));
     const pool = new StagingPool();
-    const reader = new TensorReader();
+    const reader = new TensorReader(signal);
     const blocks: MoeBlock[] = [];
     try {
+      reader.throwIfAborted();
       let done = 0;
       for (let index = 0; index < plans.length; index++) {
         const { layer, weightDtype, bytes } = estimate.layers[index];
@@ -338,7 +346,9 @@ export class Checkpoint {
     let shared: { layer: MoeLayer; gate: WeightArray | null } | null = null;
     try {
       experts = await this.#loadExperts(reader, plan, dtype, threads, pool);
+      reader.throwIfAborted();
       shared = plan.shared && await this.#loadShared(reader, plan.shared, dtype, threads, pool);
+      reader.throwIfAborted();
       return new MoeBlock({
         experts,
         sharedExperts: shared?.layer,
@@ -412,7 +422,7 @@ export class Checkpoint {
       routerWeight: finite(plan.routerWeight, await reader.router(plan.routerWeight)),
       routerBias: plan.routerBias ? finite(plan.routerBias, await reader.array(plan.routerBias, Float32Array)) : undefined,
     };
-    return new MoeLayer(options);
+    return MoeLayer.create(options);
   }
 
   async #loadShared(reader: TensorReader, s: SharedPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool) {
@@ -425,7 +435,7 @@ export class Checkpoint {
     await readValues(reader, stage, s.up, w13, Is * H);
     await readValues(reader, stage, s.down, w2, 0);
     const gate: WeightArray | null = s.gateWeight && finite(s.gateWeight, await reader.router(s.gateWeight));
-    const layer = new MoeLayer({
+    const layer = await MoeLayer.create({
       numExperts: 1, hiddenSize: H, intermediateSize: Is, topK: 1, activation: this.config.activation,
       isW13Interleaved: false, weightDtype: dtype, w13, w2, threads,
     });

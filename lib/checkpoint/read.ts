@@ -9,6 +9,7 @@ import { CheckpointError } from './errors';
 import { MXFP4_BLOCK, MXFP4_BLOCK_BYTES } from './families';
 import { openRegular, readFully } from './files';
 import { elementCount, type SafetensorsFile } from './safetensors';
+import { abortError } from '../errors';
 import type { TensorLocation } from './tensors';
 
 /** Bytes read per conversion chunk: big enough to make per-read costs vanish, small next to a layer. */
@@ -37,6 +38,17 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
 /** Open file handles of one load, checked against the sizes seen by openCheckpoint. */
 export class TensorReader {
   readonly #handles = new Map<string, Promise<fs.FileHandle>>();
+  readonly #signal: AbortSignal | undefined;
+
+  /** `signal` cancels the load: checked before every read (at most CHUNK_BYTES apart). */
+  constructor(signal?: AbortSignal) {
+    this.#signal = signal;
+  }
+
+  /** Rejects with ERR_MOE_ABORTED once the load's signal has fired. */
+  throwIfAborted(): void {
+    if (this.#signal?.aborted) throw abortError('load', this.#signal.reason);
+  }
 
   async #handle(file: SafetensorsFile, tensor: string): Promise<fs.FileHandle> {
     let h = this.#handles.get(file.path);
@@ -58,6 +70,7 @@ export class TensorReader {
 
   /** Reads `dest.length` bytes of a tensor starting `offset` bytes into its data. */
   async bytes(loc: TensorLocation, offset: number, dest: Uint8Array): Promise<void> {
+    this.throwIfAborted();
     const fh = await this.#handle(loc.file, loc.entry.name);
     await readFully(fh, dest, loc.entry.begin + offset, loc.file.path, loc.entry.name);
   }
