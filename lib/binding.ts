@@ -65,7 +65,7 @@ export interface NativeLayer {
   forwardSync<T extends Float32Array | Uint16Array>(hidden: T, tokens: number, ids: Int32Array,
     weights: Float32Array, out: T): T;
   forward<T extends Float32Array | Uint16Array>(hidden: T, tokens: number, ids: Int32Array,
-    weights: Float32Array, out: T): Promise<T>;
+    weights: Float32Array, out: T, cancel?: Int32Array): Promise<T>;
   dispose(): void;
 }
 

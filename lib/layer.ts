@@ -8,10 +8,10 @@ import {
 } from './quantize';
 import { checkRouting, checkTopK, route, type RouteIds, type Routing, type RoutingArg } from './routing';
 import {
-  boolean, describe, finiteNumber, object, oneOf, optionalBoolean, positiveInteger, sameType, threadCount, typedArray, weightArray,
+  boolean, describe, finiteNumber, object, oneOf, optionalBoolean, optionalSignal, positiveInteger, sameType, threadCount, typedArray, weightArray,
   type WeightArray,
 } from './validate';
-import { disposedError, typeError, rangeError } from './errors';
+import { ERR_ABORTED, abortError, disposedError, typeError, rangeError } from './errors';
 
 export type { KernelChoice, WeightDtype };
 
@@ -72,6 +72,15 @@ export interface MoeLayerOptions {
   routerWeight?: WeightArray;
   /** [E], Float32Array or bf16 Uint16Array; only with routerWeight. */
   routerBias?: WeightArray;
+}
+
+/** Options of an async forward. */
+export interface ForwardOptions {
+  /**
+   * Drops the call while it waits in the queue (the promise rejects with an AbortError, code
+   * ERR_MOE_ABORTED); a call already running finishes and resolves.
+   */
+  signal?: AbortSignal;
 }
 
 /** Router output, or router logits [T, E] to route with the layer's routing. */
@@ -189,8 +198,15 @@ export class MoeLayer {
    * hidden [T, H] (Float32Array, or Uint16Array bf16) -> [T, H] of the same dtype, off the main
    * thread (router logits too). `route` may be left out when the layer has a router.
    */
-  async forward<T extends WeightArray>(hidden: T, route?: Route): Promise<T> {
+  async forward<T extends WeightArray>(hidden: T, route?: Route, options?: ForwardOptions): Promise<T> {
     const native = this.#live();
+    const signal = options === undefined ? undefined : optionalSignal(object(options, 'options').signal, 'options.signal');
+    const aborted = () => abortError('forward', signal!.reason);
+    if (signal?.aborted) throw aborted();
+    // Set on abort: the dispatcher drops the call if it has not started (a running one finishes).
+    const cancel = signal && new Int32Array(1);
+    const onAbort = () => Atomics.store(cancel!, 0, 1);
+    signal?.addEventListener('abort', onAbort, { once: true });
     this.#inflight++;
     try {
       if (route === undefined && this.#router) {
@@ -199,12 +215,16 @@ export class MoeLayer {
         const x = h.slice() as T;
         const { weight, bias } = this.#router;
         const logits = await binding.routerLogitsAsync(x, tokens, this.hiddenSize, weight, this.numExperts, bias, this.threads);
+        if (signal?.aborted) throw aborted();
         const { ids, weights } = this.#routeLogits(logits, tokens);
-        return await native.forward(x, tokens, ids, weights, sameType(x, x.length));
+        return await native.forward(x, tokens, ids, weights, sameType(x, x.length), cancel);
       }
       const args = this.#prepare(hidden, route);
-      return await native.forward(args.hidden, args.tokens, args.ids, args.weights, args.out);
+      return await native.forward(args.hidden, args.tokens, args.ids, args.weights, args.out, cancel);
+    } catch (err) {
+      throw (err as { code?: string }).code === ERR_ABORTED && signal ? aborted() : err;
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       if (--this.#inflight === 0 && this.#disposed) this.#release();
     }
   }

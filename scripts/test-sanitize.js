@@ -35,7 +35,7 @@ const tests = path.join(buildDir, 'moe_kernel_tests');
 // their children would run the sanitized addon too, at several times the cost), and the
 // checkpoint readers, which are TypeScript.
 const SLICE = ['activation', 'async', 'bf16', 'layout', 'routing', 'errors', 'moe', 'quantized',
-  'checkpoint-router', 'checkpoint-load', 'bad-input-table', 'robustness', 'libuv-pool'].map((name) => `test/${name}.test.ts`);
+  'checkpoint-router', 'checkpoint-load', 'bad-input-table', 'robustness'].map((name) => `test/${name}.test.ts`);
 
 // What a report starts with: ASan's and LSan's `==pid==ERROR: ...`, UBSan's
 // `file:line:col: runtime error: ...`.

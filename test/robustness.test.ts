@@ -110,3 +110,35 @@ describe('arrays as services have them', () => {
     sab.dispose();
   });
 });
+
+describe('forward(hidden, route, { signal })', () => {
+  test('queued calls are dropped with AbortError / ERR_MOE_ABORTED, the running one finishes, later calls work', async () => {
+    const big = { ...options(11), hiddenSize: 1024, intermediateSize: 1024, numExperts: 8 };
+    const rng = mulberry32(12);
+    big.w13 = randF32(rng, 8 * 2 * 1024 * 1024);
+    big.w2 = randF32(rng, 8 * 1024 * 1024);
+    big.routerWeight = randF32(rng, 8 * 1024);
+    const layer = new MoeLayer(big);
+    const hidden = randF32(rng, 64 * 1024);
+    const ctl = new AbortController();
+    const calls = Array.from({ length: 6 }, () => layer.forward(hidden, undefined, { signal: ctl.signal }));
+    await new Promise((r) => setTimeout(r, 5));
+    ctl.abort(new Error('client went away'));
+    const results = await Promise.allSettled(calls);
+    const rejected = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+    const fulfilled = results.filter((r) => r.status === 'fulfilled');
+    expect(rejected.length).toBeGreaterThan(0);
+    for (const r of rejected) {
+      expect(r.reason.name).toBe('AbortError');
+      expect(r.reason.code).toBe('ERR_MOE_ABORTED');
+      expect(r.reason.cause.message).toBe('client went away');
+    }
+    const expected = layer.forwardSync(hidden);
+    for (const r of fulfilled) expect(bitsEqual((r as PromiseFulfilledResult<Float32Array>).value, expected)).toBe(true);
+    // an already-aborted signal rejects at once; the layer goes on working
+    await expect(layer.forward(hidden, undefined, { signal: ctl.signal })).rejects.toMatchObject({ code: 'ERR_MOE_ABORTED' });
+    expect(bitsEqual(await layer.forward(hidden), expected)).toBe(true);
+    await expectRejects(() => layer.forward(hidden, undefined, { signal: 1 as never }), TypeError, ['options.signal']);
+    layer.dispose();
+  });
+});

@@ -38,6 +38,7 @@ constexpr const char* kInvalidArgument = "ERR_MOE_INVALID_ARGUMENT";
 constexpr const char* kOutOfMemory = "ERR_MOE_OUT_OF_MEMORY";
 constexpr const char* kDisposed = "ERR_MOE_DISPOSED";
 constexpr const char* kInternal = "ERR_MOE_INTERNAL";
+constexpr const char* kAborted = "ERR_MOE_ABORTED";
 
 // Most native threads one layer may use (lib/validate.ts MAX_THREADS).
 constexpr size_t kMaxThreads = 1024;
@@ -454,6 +455,22 @@ class AsyncTask {
   virtual Napi::Value Result(Napi::Env env) = 0;     // JS thread
   virtual void ReleaseJs(napi_env) {}                // JS thread: references the task holds
 
+ public:
+  // An Int32Array(1) the caller sets to non-zero to drop the call while it is still queued
+  // (AbortSignal); read by the dispatcher just before it would start the call.
+  void SetCancelFlag(Napi::Env env, const Napi::Value& flag) {
+    if (flag.IsUndefined() || flag.IsNull()) return;
+    Span span = typed_array(flag, "cancel", {napi_int32_array});
+    if (span.length != 1) throw_range(env, "cancel: expected an Int32Array of length 1");
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_reference(env, flag, 1, &cancel_ref_));
+    cancel_flag_ = static_cast<const int32_t*>(span.data);
+  }
+
+ private:
+  bool Cancelled() const { return cancel_flag_ && __atomic_load_n(cancel_flag_, __ATOMIC_ACQUIRE) != 0; }
+  napi_ref cancel_ref_ = nullptr;
+  const int32_t* cancel_flag_ = nullptr;
+
  private:
   friend class Dispatcher;
   enum class Failure { none, invalid_argument, out_of_memory, internal, cancelled };
@@ -490,6 +507,7 @@ class AsyncTask {
       napi_close_handle_scope(env, scope);
     }
     task->ReleaseJs(env);
+    if (task->cancel_ref_) napi_delete_reference(env, task->cancel_ref_);
     if (--tasks->unsettled == 0) napi_unref_threadsafe_function(env, tasks->tsfn);
   }
 
@@ -502,7 +520,10 @@ class AsyncTask {
     Napi::Error error = failure_ == Failure::invalid_argument
                             ? with_code(Napi::RangeError::New(env, message_), kInvalidArgument)
                             : with_code(Napi::Error::New(env, message_),
-                                        failure_ == Failure::out_of_memory ? kOutOfMemory : kInternal);
+                                        failure_ == Failure::out_of_memory ? kOutOfMemory
+                                        : failure_ == Failure::cancelled   ? kAborted
+                                                                           : kInternal);
+    if (failure_ == Failure::cancelled) error.Set("name", Napi::String::New(env, "AbortError"));
     napi_reject_deferred(env, deferred_, error.Value());
   }
 
@@ -552,7 +573,13 @@ class Dispatcher {
         std::lock_guard<std::mutex> lock(tasks->mutex);
         closing = tasks->closing;
       }
-      if (!closing) task->Execute();
+      if (closing) {
+        // dropped: the environment is going away
+      } else if (task->Cancelled()) {
+        task->fail(AsyncTask::Failure::cancelled, "aborted while queued");
+      } else {
+        task->Execute();
+      }
       // Handed to the JS thread before `running` drops: the environment's cleanup hook
       // releases the thread-safe function only once nothing can call it any more.
       if (napi_call_threadsafe_function(tasks->tsfn, task, napi_tsfn_nonblocking) != napi_ok) delete task;
@@ -825,7 +852,9 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     const auto* weights = static_cast<const float*>(a.weights.data);
     baton.weights.assign(weights, weights + a.weights.length);
     baton.out = a.out.data;
-    return AsyncTask::Queue(env, new ForwardTask(std::move(baton), info[4].As<Napi::Object>()), "moe-cpu:forward");
+    auto task = std::make_unique<ForwardTask>(std::move(baton), info[4].As<Napi::Object>());
+    task->SetCancelFlag(env, info[5]);
+    return AsyncTask::Queue(env, task.release(), "moe-cpu:forward");
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {

@@ -2,7 +2,7 @@
 // shared expert of Qwen2-MoE / DeepSeek-V3 where there is one — as composition of MoeLayers.
 import { fromBf16, toBf16 } from '../bf16';
 import { binding } from '../binding';
-import { MoeLayer, type Route, type WeightDtype } from '../layer';
+import { MoeLayer, type ForwardOptions, type Route, type WeightDtype } from '../layer';
 import { describe, object, weightArray, type WeightArray } from '../validate';
 import type { Family } from './config';
 import { disposedError, typeError, rangeError } from '../errors';
@@ -88,9 +88,9 @@ export class MoeBlock {
   }
 
   /** hidden [T, H] (f32 or bf16) -> [T, H], same dtype, off the main thread. */
-  async forward<T extends WeightArray>(hidden: T, route?: Route): Promise<T> {
+  async forward<T extends WeightArray>(hidden: T, route?: Route, options?: ForwardOptions): Promise<T> {
     if (this.#disposed) throw disposedError('MoeBlock');
-    if (!this.sharedExperts) return this.experts.forward(hidden, route);
+    if (!this.sharedExperts) return this.experts.forward(hidden, route, options);
     const sharedExperts = this.sharedExperts;
     this.#inflight++;
     try {
@@ -100,8 +100,8 @@ export class MoeBlock {
         ? gateScales(await binding.routerLogitsAsync(x, tokens, this.hiddenSize, gate, 1, null, this.experts.threads))
         : new Float32Array(tokens).fill(1);
       const [routed, shared] = await Promise.all([
-        this.experts.forward(x, route),
-        sharedExperts.forward(x, { ids: new Int32Array(tokens), weights: scales }),
+        this.experts.forward(x, route, options),
+        sharedExperts.forward(x, { ids: new Int32Array(tokens), weights: scales }, options),
       ]);
       return this.#sum(hidden, routed, shared);
     } finally {
