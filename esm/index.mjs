@@ -19,5 +19,6 @@ export const {
   Checkpoint,
   MoeBlock,
   CheckpointError,
+  ForwardBatcher,
 } = cjs;
 export default cjs;
