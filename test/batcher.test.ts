@@ -90,4 +90,3 @@ describe('ForwardBatcher', () => {
     await expectRejects(() => b.forward(new Float32Array(H + 1)), RangeError, ['hidden']);
   });
 });
-});
