@@ -88,19 +88,31 @@ describe('checkpoint loads', () => {
 
   test('aborting in the middle of loadMoeLayers frees every layer it built', async () => {
     const c = await openCheckpoint(ck.dir);
-    // The packed layers are reported to V8 as external memory (ArrayBuffers, which the GC frees
-    // when it likes, are counted apart).
-    const native = () => { const m = process.memoryUsage(); return m.external - m.arrayBuffers; };
-    const before = native();
-    for (const at of [0, 1]) {
-      const ctl = new AbortController();
-      const err = await expectRejects(() => c.loadMoeLayers({
-        weightDtype: 'f32', signal: ctl.signal, onProgress: (p) => { if (p.index === at) ctl.abort(); },
-      }), Error, ['aborted']);
-      expect((err as { code?: string }).code).toBe('ERR_MOE_ABORTED');
+    // Every layer the loads pack goes through MoeLayer.create: all of them must end disposed
+    // (their native memory freed then, not at some later GC).
+    const made: MoeLayer[] = [];
+    const create = MoeLayer.create;
+    MoeLayer.create = async (o) => {
+      const layer = await create.call(MoeLayer, o);
+      made.push(layer);
+      return layer;
+    };
+    try {
+      for (const at of [0, 1]) {
+        const ctl = new AbortController();
+        const err = await expectRejects(() => c.loadMoeLayers({
+          weightDtype: 'f32', signal: ctl.signal, onProgress: (p) => { if (p.index === at) ctl.abort(); },
+        }), Error, ['aborted']);
+        expect((err as { code?: string }).code).toBe('ERR_MOE_ABORTED');
+      }
+    } finally {
+      MoeLayer.create = create;
     }
-    // One leaked layer would be 25 MB here; V8's own external memory moves by a few MB.
-    expect(native() - before, 'external memory after two aborted loads').toBeLessThan(8 << 20);
+    expect(made.length).toBe(1 + 2);
+    for (const layer of made) {
+      expect(layer.disposed).toBe(true);
+      expect(layer.bytes).toBe(0);
+    }
   });
 
   test('signal of the wrong type -> TypeError naming it', async () => {
