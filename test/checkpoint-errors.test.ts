@@ -2,18 +2,12 @@
 // load leaves nothing allocated.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, describe, expect, test, vi } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { CheckpointError, MoeLayer, loadMoeLayer, openCheckpoint } from '../lib/index';
 import { encodeSafetensors, writeRaw, writeSafetensors } from './checkpoint/safetensors-writer';
-import { makeCheckpoint, removeDir, tempDir, type Kind, type Synthetic } from './checkpoint/synthetic';
+import { checkpointMaker, tempDir } from './checkpoint/synthetic';
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach(removeDir));
-function make(kind: Kind, options: Parameters<typeof makeCheckpoint>[1] = {}): Synthetic {
-  const s = makeCheckpoint(kind, options);
-  dirs.push(s.dir);
-  return s;
-}
+const { make, track } = checkpointMaker();
 
 /** Expects a CheckpointError whose message contains every string; returns it. */
 async function expectCheckpointError(p: Promise<unknown>, mustContain: string[], where: { file?: string; tensor?: string } = {}): Promise<CheckpointError> {
@@ -96,7 +90,7 @@ describe('corrupt safetensors files (openCheckpoint reads the headers)', () => {
 
   test('no safetensors file, no config.json, bad config.json, unknown model', async () => {
     const dir = tempDir('empty');
-    dirs.push(dir);
+    track(dir);
     await expectCheckpointError(openCheckpoint(dir), ['config.json', 'not found']);
     fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": ');
     await expectCheckpointError(openCheckpoint(dir), ['config.json', 'not valid JSON']);

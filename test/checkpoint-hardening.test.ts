@@ -5,21 +5,15 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { CheckpointError, openCheckpoint, loadMoeLayer, type Checkpoint } from '../lib/index';
 import { bitsEqual } from './helpers';
 import { encodeSafetensors, writeRaw, writeSafetensors } from './checkpoint/safetensors-writer';
-import { makeCheckpoint, randomHidden, removeDir, tempDir, type Kind, type Synthetic } from './checkpoint/synthetic';
+import { checkpointMaker, randomHidden, tempDir, type Synthetic } from './checkpoint/synthetic';
 
 type Code = CheckpointError['code'];
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach(removeDir));
-function make(kind: Kind, options: Parameters<typeof makeCheckpoint>[1] = {}): Synthetic {
-  const s = makeCheckpoint(kind, options);
-  dirs.push(s.dir);
-  return s;
-}
+const { make, track } = checkpointMaker();
 
 /** Awaits `p`, which must reject within `ms` with a CheckpointError of `code` containing every string. */
 async function expectCode(p: Promise<unknown>, code: Code, mustContain: string[] = [], ms = 5000): Promise<CheckpointError> {
@@ -180,7 +174,7 @@ describe('safetensors headers that lie', () => {
     };
     // A text file as model.safetensors, directly and through a symbolic link.
     const elsewhere = path.join(tempDir('secret'), 'passwd');
-    dirs.push(path.dirname(elsewhere));
+    track(path.dirname(elsewhere));
     fs.writeFileSync(elsewhere, secret);
     fs.rmSync(file);
     fs.symlinkSync(elsewhere, file);
@@ -314,7 +308,7 @@ describe('special files: refused at once, never opened as data, never a hang', (
     const ref = await forward(before, 1);
     // Every file moved to another folder and linked back (as the Hugging Face cache does).
     const blobs = tempDir('blobs');
-    dirs.push(blobs);
+    track(blobs);
     for (const name of fs.readdirSync(s.dir)) {
       const target = path.join(blobs, `blob-${name}`);
       fs.renameSync(path.join(s.dir, name), target);

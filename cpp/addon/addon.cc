@@ -446,7 +446,7 @@ class AsyncTask {
   virtual ~AsyncTask() = default;
 
   // Queues the task (taking ownership) and returns its promise.
-  static Napi::Value Queue(Napi::Env env, AsyncTask* raw, const char* name);
+  static Napi::Value Queue(Napi::Env env, AsyncTask* raw);
   // This environment's completion channel, created on first use.
   static EnvTasks* TasksOf(Napi::Env env);
 
@@ -630,9 +630,8 @@ EnvTasks* AsyncTask::TasksOf(Napi::Env env) {
   return tasks;
 }
 
-Napi::Value AsyncTask::Queue(Napi::Env env, AsyncTask* raw, const char* name) {
+Napi::Value AsyncTask::Queue(Napi::Env env, AsyncTask* raw) {
   std::unique_ptr<AsyncTask> task(raw);
-  (void)name;
   EnvTasks* tasks = TasksOf(env);
   napi_value promise;
   NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &task->deferred_, &promise), Napi::Value());
@@ -854,7 +853,7 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     baton.out = a.out.data;
     auto task = std::make_unique<ForwardTask>(std::move(baton), info[4].As<Napi::Object>());
     task->SetCancelFlag(env, info[5]);
-    return AsyncTask::Queue(env, task.release(), "moe-cpu:forward");
+    return AsyncTask::Queue(env, task.release());
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -954,7 +953,7 @@ class RouterTask : public AsyncTask {
 
 // routerLogitsAsync(same arguments) -> Promise<Float32Array>, computed on a libuv worker thread.
 Napi::Value RouterLogitsAsync(const Napi::CallbackInfo& info) {
-  return AsyncTask::Queue(info.Env(), new RouterTask(router_args(info)), "moe-cpu:router");
+  return AsyncTask::Queue(info.Env(), new RouterTask(router_args(info)));
 }
 
 // decodeMxfp4(blocks: Uint8Array [n, 16], scales: Uint8Array [n], out: Float32Array | Uint16Array [n, 32])
@@ -982,7 +981,7 @@ Napi::Value CreateNativeLayer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnvTasks* tasks = AsyncTask::TasksOf(env);
   LayerArgs args = layer_args(info);
-  return AsyncTask::Queue(env, new PackTask(env, std::move(args), info, tasks->native_layer), "moe-cpu:pack");
+  return AsyncTask::Queue(env, new PackTask(env, std::move(args), info, tasks->native_layer));
 }
 
 // ------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { afterAll } from 'vitest';
 
 import { mulberry32, type Rng } from '../helpers';
 import { refFromBf16, refMoeForward, refSelectExperts, refToBf16, roundBf16, type ActivationName, type Layout, type RefRouting } from '../reference';
@@ -341,4 +342,21 @@ export function randomHidden(seed: number, T: number, H: number, bf16: boolean):
 
 export function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * makeCheckpoint for one test file: every checkpoint it makes, and every folder given to
+ * `track`, is removed after the file's tests (call at the top level of the file).
+ */
+export function checkpointMaker(): { make: (kind: Kind, options?: MakeOptions) => Synthetic; track: (dir: string) => void } {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach(removeDir));
+  return {
+    make: (kind, options = {}) => {
+      const s = makeCheckpoint(kind, options);
+      dirs.push(s.dir);
+      return s;
+    },
+    track: (dir) => void dirs.push(dir),
+  };
 }
