@@ -36,6 +36,25 @@ export interface NativeBinding {
     w2Bias: NativeTensor | null) => NativeLayer;
   createNativeLayer: (config: object, w13: NativeTensor, w2: NativeTensor, w13Bias: NativeTensor | null,
     w2Bias: NativeTensor | null) => Promise<NativeLayer>;
+  /** The routing rule and, when given, router weights [E, H] (+ bias [E]), copied. */
+  NativeRouter: new (weight: Float32Array | Uint16Array | null, numExperts: number, hiddenSize: number,
+    bias: Float32Array | null, routing: RoutingArg, topK: number) => NativeRouter;
+  /**
+   * One block forward on the dispatcher thread: route (from logits, or the router's weights
+   * when neither logits nor ids/weights are given), routed experts, shared expert and gate.
+   */
+  forwardBlock<T extends Float32Array | Uint16Array>(experts: NativeLayer, router: NativeRouter,
+    shared: NativeLayer | null, gate: NativeRouter | null, hidden: T, tokens: number, logits: Float32Array | null,
+    ids: Int32Array | null, weights: Float32Array | null, out: T, cancel?: Int32Array): Promise<T>;
+  /** As forwardBlock, on the calling thread; returns out. */
+  forwardBlockSync<T extends Float32Array | Uint16Array>(experts: NativeLayer, router: NativeRouter,
+    shared: NativeLayer | null, gate: NativeRouter | null, hidden: T, tokens: number, logits: Float32Array | null,
+    ids: Int32Array | null, weights: Float32Array | null, out: T): T;
+}
+
+export interface NativeRouter {
+  readonly bytes: number;
+  dispose(): void;
 }
 
 export type TensorData = Float32Array | Uint16Array | Uint8Array | Int8Array;
@@ -62,10 +81,6 @@ export interface KernelChoice {
 export interface NativeLayer {
   readonly bytes: number;
   readonly kernels: KernelChoice;
-  forwardSync<T extends Float32Array | Uint16Array>(hidden: T, tokens: number, ids: Int32Array,
-    weights: Float32Array, out: T): T;
-  forward<T extends Float32Array | Uint16Array>(hidden: T, tokens: number, ids: Int32Array,
-    weights: Float32Array, out: T, cancel?: Int32Array): Promise<T>;
   dispose(): void;
 }
 

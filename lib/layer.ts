@@ -1,12 +1,12 @@
 // MoeLayer: packed expert weights + the fused forward.
 import { checkSwigluLimit, ACTIVATIONS, SWIGLU_ALPHA, type Activation } from './activation';
-import { binding, type KernelChoice, type NativeLayer, type NativeTensor } from './binding';
+import { binding, type KernelChoice, type NativeLayer, type NativeRouter, type NativeTensor } from './binding';
 import { fromBf16 } from './bf16';
 import {
   checkBlockMultiple, int8Refusal, layerBias, layerWeight, type Int8Tensor, type Mxfp4Tensor, type QuantizedTensor, type TensorShape,
   type WeightDtype,
 } from './quantize';
-import { checkRouting, checkTopK, route, type RouteIds, type Routing, type RoutingArg } from './routing';
+import { checkRouting, checkTopK, type RouteIds, type Routing } from './routing';
 import {
   boolean, describe, finiteNumber, object, oneOf, optionalBoolean, optionalSignal, positiveInteger, sameType, threadCount, typedArray, weightArray,
   type WeightArray,
@@ -86,9 +86,28 @@ export interface ForwardOptions {
 /** Router output, or router logits [T, E] to route with the layer's routing. */
 export type Route = { logits: Float32Array } | RouteIds;
 
-interface Router {
-  weight: WeightArray;
-  bias: Float32Array | null;
+/** @internal A block's shared expert, as MoeBlock hands it to the routed experts' forward. */
+export interface SharedExpertPart {
+  layer: MoeLayer;
+  /** sigmoid(gate · x) scales the shared expert's output per token; null: 1. */
+  gate: NativeRouter | null;
+}
+
+/** @internal MoeBlock's forward: the routed experts and the shared expert in one native call. */
+export let forwardBlock!: <T extends WeightArray>(experts: MoeLayer, shared: SharedExpertPart, hidden: T,
+  route: Route | undefined, options: ForwardOptions | undefined) => Promise<T>;
+/** @internal As forwardBlock, on the calling thread. */
+export let forwardBlockSync!: <T extends WeightArray>(experts: MoeLayer, shared: SharedExpertPart, hidden: T,
+  route: Route | undefined) => T;
+
+/** The checked arguments of one native block call. */
+interface ForwardArgs<T extends WeightArray> {
+  hidden: T;
+  tokens: number;
+  logits: Float32Array | null;
+  ids: Int32Array | null;
+  weights: Float32Array | null;
+  out: T;
 }
 
 /**
@@ -98,7 +117,8 @@ interface Router {
  *
  * `forwardSync` runs on the calling thread; `forward` runs on the addon's dispatcher thread that
  * drives the native pool, so neither the event loop nor libuv's pool is held. Both use
- * `threads` native threads.
+ * `threads` native threads, and each is one native call: router logits, routing and the
+ * experts (the router weights are copied into native memory once, at construction).
  */
 export class MoeLayer {
   readonly numExperts: number;
@@ -112,9 +132,9 @@ export class MoeLayer {
   readonly threads: number;
   /** True when built with routerWeight: `forward(hidden)` needs no route. */
   readonly hasRouter: boolean;
-  #routing: RoutingArg;
   #native: NativeLayer | null;
-  #router: Router | null;
+  /** The routing rule, with the router weights when the layer has them. */
+  #router: NativeRouter | null;
   /** dispose() was called: new calls are refused, the native memory goes when #inflight is 0. */
   #disposed = false;
   /** forward() calls that started and have not settled. */
@@ -146,14 +166,21 @@ export class MoeLayer {
     this.isW13Interleaved = c.isW13Interleaved;
     this.weightDtype = c.weightDtype;
     this.routing = plan.routing;
-    this.#routing = plan.routingArg;
     this.threads = c.threads;
-    // Copies, like the packed weights: the layer keeps no reference to the caller's arrays.
-    this.#router = plan.routerWeight && {
-      weight: plan.routerWeight.slice(),
-      bias: plan.routerBias && (plan.routerBias instanceof Uint16Array ? fromBf16(plan.routerBias) : plan.routerBias.slice()),
-    };
-    this.hasRouter = this.#router !== null;
+    // Copied natively, like the packed weights: the layer keeps no reference to the caller's arrays.
+    const bias = plan.routerBias && (plan.routerBias instanceof Uint16Array ? fromBf16(plan.routerBias) : plan.routerBias);
+    try {
+      this.#router = new binding.NativeRouter(plan.routerWeight, c.numExperts, c.hiddenSize, bias, plan.routingArg, c.topK);
+    } catch (err) {
+      this.#native?.dispose();
+      throw err;
+    }
+    this.hasRouter = plan.routerWeight !== null;
+  }
+
+  static {
+    forwardBlock = (experts, shared, hidden, route, options) => experts.#forward(hidden, route, options, shared);
+    forwardBlockSync = (experts, shared, hidden, route) => experts.#forwardSync(hidden, route, shared);
   }
 
   /**
@@ -191,48 +218,54 @@ export class MoeLayer {
   /** Bytes of packed weights and biases held by the layer, router included (0 once disposed). */
   get bytes(): number {
     if (!this.#native || this.#disposed) return 0;
-    return this.#native.bytes + (this.#router ? this.#router.weight.byteLength + (this.#router.bias?.byteLength ?? 0) : 0);
+    return this.#native.bytes + (this.#router?.bytes ?? 0);
   }
 
   /**
    * hidden [T, H] (Float32Array, or Uint16Array bf16) -> [T, H] of the same dtype, off the main
-   * thread (router logits too). `route` may be left out when the layer has a router.
+   * thread (router logits and routing too). `route` may be left out when the layer has a router.
    */
   async forward<T extends WeightArray>(hidden: T, route?: Route, options?: ForwardOptions): Promise<T> {
-    const native = this.#live();
-    const signal = options === undefined ? undefined : optionalSignal(object(options, 'options').signal, 'options.signal');
-    const aborted = () => abortError('forward', signal!.reason);
-    if (signal?.aborted) throw aborted();
-    // Set on abort: the dispatcher drops the call if it has not started (a running one finishes).
-    const cancel = signal && new Int32Array(1);
-    const onAbort = () => Atomics.store(cancel!, 0, 1);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    this.#inflight++;
-    try {
-      if (route === undefined && this.#router) {
-        // Snapshot: the caller may reuse `hidden` while the router and the experts run.
-        const { hidden: h, tokens } = this.#checkHidden(hidden);
-        const x = h.slice() as T;
-        const { weight, bias } = this.#router;
-        const logits = await binding.routerLogitsAsync(x, tokens, this.hiddenSize, weight, this.numExperts, bias, this.threads);
-        if (signal?.aborted) throw aborted();
-        const { ids, weights } = this.#routeLogits(logits, tokens);
-        return await native.forward(x, tokens, ids, weights, sameType(x, x.length), cancel);
-      }
-      const args = this.#prepare(hidden, route);
-      return await native.forward(args.hidden, args.tokens, args.ids, args.weights, args.out, cancel);
-    } catch (err) {
-      throw (err as { code?: string }).code === ERR_ABORTED && signal ? aborted() : err;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      if (--this.#inflight === 0 && this.#disposed) this.#release();
-    }
+    return this.#forward(hidden, route, options, null);
   }
 
   /** As `forward`, on the calling thread. */
   forwardSync<T extends WeightArray>(hidden: T, route?: Route): T {
-    const args = this.#prepare(hidden, route);
-    return this.#live().forwardSync(args.hidden, args.tokens, args.ids, args.weights, args.out);
+    return this.#forwardSync(hidden, route, null);
+  }
+
+  async #forward<T extends WeightArray>(hidden: T, route: Route | undefined, options: ForwardOptions | undefined,
+    shared: SharedExpertPart | null): Promise<T> {
+    const native = this.#live();
+    const sharedNative = shared && shared.layer.#live();
+    const signal = options === undefined ? undefined : optionalSignal(object(options, 'options').signal, 'options.signal');
+    const aborted = () => abortError('forward', signal!.reason);
+    if (signal?.aborted) throw aborted();
+    // Copied by the addon: the caller may reuse `hidden` and the route while the call runs.
+    const a = this.#prepare(hidden, route);
+    // Set on abort: the dispatcher drops the call if it has not started (a running one finishes).
+    const cancel = signal && new Int32Array(1);
+    const onAbort = () => Atomics.store(cancel!, 0, 1);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const layers = shared ? [this, shared.layer] : [this];
+    for (const l of layers) l.#inflight++;
+    try {
+      return await binding.forwardBlock(native, this.#router!, sharedNative, shared?.gate ?? null,
+        a.hidden, a.tokens, a.logits, a.ids, a.weights, a.out, cancel);
+    } catch (err) {
+      throw (err as { code?: string }).code === ERR_ABORTED && signal ? aborted() : err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      for (const l of layers) if (--l.#inflight === 0 && l.#disposed) l.#release();
+    }
+  }
+
+  #forwardSync<T extends WeightArray>(hidden: T, route: Route | undefined, shared: SharedExpertPart | null): T {
+    const native = this.#live();
+    const sharedNative = shared && shared.layer.#live();
+    const a = this.#prepare(hidden, route);
+    return binding.forwardBlockSync(native, this.#router!, sharedNative, shared?.gate ?? null,
+      a.hidden, a.tokens, a.logits, a.ids, a.weights, a.out);
   }
 
   /**
@@ -247,6 +280,7 @@ export class MoeLayer {
   #release(): void {
     this.#native?.dispose();
     this.#native = null;
+    this.#router?.dispose();
     this.#router = null;
   }
 
@@ -269,35 +303,25 @@ export class MoeLayer {
     return { hidden, tokens: hidden.length / H };
   }
 
-  /** Routes logits computed by the router; a non-finite one comes from `hidden` (or the router). */
-  #routeLogits(logits: Float32Array, tokens: number): RouteIds {
-    try {
-      return route(logits, tokens, this.numExperts, this.topK, this.#routing);
-    } catch (err) {
-      if (!(err instanceof RangeError)) throw err;
-      throw rangeError(`hidden: the router logits computed from it are not finite (${err.message}); check hidden for NaN or Infinity`, { cause: err });
-    }
-  }
-
-  #prepare<T extends WeightArray>(hiddenArg: T, routeArg: Route | undefined) {
+  /** Checks hidden and the route (their values too: ids in range, finite weights). */
+  #prepare<T extends WeightArray>(hiddenArg: T, routeArg: Route | undefined): ForwardArgs<T> {
     const { hidden, tokens } = this.#checkHidden(hiddenArg);
     const E = this.numExperts, K = this.topK;
+    const out = sameType(hidden, hidden.length);
     if (routeArg === undefined) {
-      if (!this.#router) {
+      if (!this.hasRouter) {
         throw typeError('route: required, as { logits } or { ids, weights }, because this layer has no router (routerWeight); got undefined');
       }
-      const { weight, bias } = this.#router;
-      const logits = binding.routerLogits(hidden, tokens, this.hiddenSize, weight, E, bias, this.threads);
-      return { hidden, tokens, ...this.#routeLogits(logits, tokens), out: sameType(hidden, hidden.length) };
+      return { hidden, tokens, logits: null, ids: null, weights: null, out };
     }
     const r = object(routeArg, 'route');
-    let ids: Int32Array, weights: Float32Array;
     if (r.logits !== undefined) {
       const logits = typedArray(r.logits, 'route.logits', Float32Array, tokens * E, `[T=${tokens}, E=${E}]`);
-      ({ ids, weights } = route(logits, tokens, E, K, this.#routing));
-    } else if (r.ids !== undefined || r.weights !== undefined) {
-      ids = typedArray(r.ids, 'route.ids', Int32Array, tokens * K, `[T=${tokens}, K=${K}]`);
-      weights = typedArray(r.weights, 'route.weights', Float32Array, tokens * K, `[T=${tokens}, K=${K}]`);
+      return { hidden, tokens, logits, ids: null, weights: null, out };
+    }
+    if (r.ids !== undefined || r.weights !== undefined) {
+      const ids = typedArray(r.ids, 'route.ids', Int32Array, tokens * K, `[T=${tokens}, K=${K}]`);
+      const weights = typedArray(r.weights, 'route.weights', Float32Array, tokens * K, `[T=${tokens}, K=${K}]`);
       for (let i = 0; i < ids.length; i++) {
         if (!(ids[i] >= 0 && ids[i] < E)) {
           throw rangeError(`route.ids[${i}]: expected an expert id in [0, ${E}), got ${ids[i]}`);
@@ -306,10 +330,9 @@ export class MoeLayer {
           throw rangeError(`route.weights[${i}]: expected a finite number, got ${weights[i]}`);
         }
       }
-    } else {
-      throw typeError(`route: expected { logits } or { ids, weights }, got ${describe(routeArg)}`);
+      return { hidden, tokens, logits: null, ids, weights, out };
     }
-    return { hidden, tokens, ids, weights, out: sameType(hidden, hidden.length) };
+    throw typeError(`route: expected { logits } or { ids, weights }, got ${describe(routeArg)}`);
   }
 }
 
@@ -321,7 +344,7 @@ interface LayerPlan {
     weightDtype: WeightDtype;
   };
   w13: NativeTensor; w2: NativeTensor; w13Bias: NativeTensor | null; w2Bias: NativeTensor | null;
-  routing: Routing; routingArg: RoutingArg;
+  routing: Routing; routingArg: ReturnType<typeof checkRouting>;
   routerWeight: WeightArray | null; routerBias: WeightArray | null;
   /** The error to throw for a packing error of the addon. */
   refusal(err: unknown): unknown;

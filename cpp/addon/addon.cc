@@ -648,41 +648,19 @@ Napi::Value AsyncTask::Queue(Napi::Env env, AsyncTask* raw) {
 // ------------------------------------------------------------------------------------------
 // NativeLayer: owns the packed weights of one layer.
 
-// Plain data for one forward call. `forward` copies the caller's inputs into it (they are
-// small next to the weights), so the caller may reuse or detach them while the call runs;
-// the output array is created by the facade, never exposed before the promise settles, and
-// kept alive by a reference.
-struct ForwardBaton {
-  std::shared_ptr<const moe::MoeLayer> layer;
-  DType dtype = DType::f32;
-  size_t tokens = 0;
-  std::vector<uint8_t> hidden;
-  std::vector<int32_t> ids;
-  std::vector<float> weights;
-  void* out = nullptr;
-};
+// Type tags of the wrapped classes: a forward unwraps the objects it is given only after
+// checking the tag, so a wrong object is a TypeError, never a misread pointer.
+constexpr napi_type_tag kNativeLayerTag = {0x6d6f652d6370752dULL, 0x4e61746976654c61ULL};
+constexpr napi_type_tag kNativeRouterTag = {0x6d6f652d6370752dULL, 0x4e6174697665526fULL};
 
-class ForwardTask : public AsyncTask {
- public:
-  ForwardTask(ForwardBaton baton, Napi::Object out) : baton_(std::move(baton)) {
-    NAPI_THROW_IF_FAILED_VOID(out.Env(), napi_create_reference(out.Env(), out, 1, &out_ref_));
-  }
+void tag_object(Napi::Env env, const Napi::Object& object, const napi_type_tag& tag) {
+  NAPI_THROW_IF_FAILED_VOID(env, napi_type_tag_object(env, object, &tag));
+}
 
- private:
-  void Run() override {
-    baton_.layer->forward(baton_.dtype, baton_.hidden.data(), baton_.tokens, baton_.ids.data(),
-                          baton_.weights.data(), baton_.out);
-  }
-  Napi::Value Result(Napi::Env env) override {
-    napi_value out;
-    NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, out_ref_, &out), Napi::Value());
-    return Napi::Value(env, out);
-  }
-  void ReleaseJs(napi_env env) override { napi_delete_reference(env, out_ref_); }
-
-  ForwardBaton baton_;
-  napi_ref out_ref_ = nullptr;  // the output array, alive until the promise settles
-};
+bool has_tag(const Napi::Value& value, const napi_type_tag& tag) {
+  bool ok = false;
+  return value.IsObject() && napi_check_object_type_tag(value.Env(), value, &tag, &ok) == napi_ok && ok;
+}
 
 // A layer's checked arguments: (config, w13, w2, w13Bias | null, w2Bias | null); the weights
 // point into the caller's arrays.
@@ -762,9 +740,7 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeLayer",
-                       {InstanceMethod<&NativeLayer::ForwardSync>("forwardSync"),
-                        InstanceMethod<&NativeLayer::Forward>("forward"),
-                        InstanceMethod<&NativeLayer::Dispose>("dispose"),
+                       {InstanceMethod<&NativeLayer::Dispose>("dispose"),
                         InstanceAccessor<&NativeLayer::Bytes>("bytes"),
                         InstanceAccessor<&NativeLayer::Kernels>("kernels")});
   }
@@ -781,6 +757,7 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
       layer_ = guarded(env, [&] { return std::make_shared<const moe::MoeLayer>(args.config, args.weights); });
     }
     if (!layer_) throw_type(env, "NativeLayer: no layer");
+    tag_object(env, info.This().As<Napi::Object>(), kNativeLayerTag);
     // Tell V8's GC about the native memory this small JS object holds.
     external_bytes_ = static_cast<int64_t>(layer_->bytes());
     Napi::MemoryManagement::AdjustExternalMemory(env, external_bytes_);
@@ -805,57 +782,15 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     return *layer_;
   }
 
-  // Shared argument checks: (hidden, tokens, ids, weights, out).
-  struct ForwardArgs {
-    Span hidden, ids, weights, out;
-    size_t tokens;
-  };
-  ForwardArgs forward_args(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const moe::MoeConfig& c = layer(env).config();
-    ForwardArgs a;
-    a.hidden = weight_array(info[0], "hidden");
-    a.tokens = size_arg(info[1], "tokens");
-    a.ids = typed_array(info[2], "ids", {napi_int32_array});
-    a.weights = typed_array(info[3], "weights", {napi_float32_array});
-    a.out = weight_array(info[4], "out");
-    if (a.out.type != a.hidden.type) throw_type(env, "out: must have the dtype of hidden");
-    expect_length(env, a.hidden, checked_mul(env, a.tokens, c.hidden_size, "hidden"), "hidden");
-    expect_length(env, a.ids, checked_mul(env, a.tokens, c.top_k, "ids"), "ids");
-    expect_length(env, a.weights, checked_mul(env, a.tokens, c.top_k, "weights"), "weights");
-    expect_length(env, a.out, checked_mul(env, a.tokens, c.hidden_size, "out"), "out");
-    return a;
+ public:
+  // The packed layer, shared with the calls that use it (a forward in flight keeps it alive
+  // past dispose()); ERR_MOE_DISPOSED once disposed.
+  std::shared_ptr<const moe::MoeLayer> Shared(Napi::Env env) {
+    layer(env);
+    return layer_;
   }
 
-  Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    ForwardArgs a = forward_args(info);
-    guarded(env, [&] {
-      layer_->forward(a.hidden.dtype(), a.hidden.data, a.tokens, static_cast<const int32_t*>(a.ids.data),
-                      static_cast<const float*>(a.weights.data), a.out.data);
-    });
-    return info[4];
-  }
-
-  Napi::Value Forward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    ForwardArgs a = forward_args(info);
-    ForwardBaton baton;
-    baton.layer = layer_;
-    baton.dtype = a.hidden.dtype();
-    baton.tokens = a.tokens;
-    const auto* hidden = static_cast<const uint8_t*>(a.hidden.data);
-    baton.hidden.assign(hidden, hidden + a.hidden.length * a.hidden.element_bytes());
-    const auto* ids = static_cast<const int32_t*>(a.ids.data);
-    baton.ids.assign(ids, ids + a.ids.length);
-    const auto* weights = static_cast<const float*>(a.weights.data);
-    baton.weights.assign(weights, weights + a.weights.length);
-    baton.out = a.out.data;
-    auto task = std::make_unique<ForwardTask>(std::move(baton), info[4].As<Napi::Object>());
-    task->SetCancelFlag(env, info[5]);
-    return AsyncTask::Queue(env, task.release());
-  }
-
+ private:
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     Release();
     return info.Env().Undefined();
@@ -879,6 +814,198 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
   std::shared_ptr<const moe::MoeLayer> layer_;
   int64_t external_bytes_ = 0;
 };
+
+// ------------------------------------------------------------------------------------------
+// NativeRouter: a layer's routing rule, and the router weights when it has them (copied once
+// here, never per call); also a shared-expert gate (one output, its routing unused).
+
+class NativeRouter : public Napi::ObjectWrap<NativeRouter> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeRouter", {InstanceMethod<&NativeRouter::Dispose>("dispose"),
+                                             InstanceAccessor<&NativeRouter::Bytes>("bytes")});
+  }
+
+  // new NativeRouter(weight | null, numExperts, hiddenSize, bias | null, routing, topK)
+  explicit NativeRouter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeRouter>(info) {
+    Napi::Env env = info.Env();
+    const size_t E = size_arg(info[1], "numExperts"), H = size_arg(info[2], "hiddenSize");
+    const size_t K = size_arg(info[5], "topK");
+    moe::RoutingParams routing = routing_arg(info[4], E);
+    const void* weight = nullptr;
+    DType weight_dtype = DType::f32;
+    const float* bias = nullptr;
+    if (!info[0].IsNull() && !info[0].IsUndefined()) {
+      Span w = weight_array(info[0], "routerWeight");
+      expect_length(env, w, checked_mul(env, E, H, "routerWeight"), "routerWeight");
+      weight = w.data;
+      weight_dtype = w.dtype();
+      if (!info[3].IsNull() && !info[3].IsUndefined()) {
+        Span b = typed_array(info[3], "routerBias", {napi_float32_array});
+        expect_length(env, b, E, "routerBias");
+        bias = static_cast<const float*>(b.data);
+      }
+    }
+    router_ = guarded(env, [&] {
+      return std::make_shared<const moe::Router>(E, H, K, routing, weight_dtype, weight, bias);
+    });
+    external_bytes_ = static_cast<int64_t>(router_->bytes());
+    Napi::MemoryManagement::AdjustExternalMemory(env, external_bytes_);
+    tag_object(env, info.This().As<Napi::Object>(), kNativeRouterTag);
+  }
+
+  ~NativeRouter() override { Release(); }
+
+  // ERR_MOE_DISPOSED once disposed; a block call in flight keeps its own reference.
+  std::shared_ptr<const moe::Router> Shared(Napi::Env env) const {
+    if (!router_) throw with_code(Napi::Error::New(env, "router: used after dispose()"), kDisposed);
+    return router_;
+  }
+
+ private:
+  void Release() {
+    router_.reset();
+    int64_t adjusted;  // the C call: also runs from the finalizer of a terminating Worker
+    if (external_bytes_) napi_adjust_external_memory(Env(), -external_bytes_, &adjusted);
+    external_bytes_ = 0;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), router_ ? static_cast<double>(router_->bytes()) : 0.0);
+  }
+
+  std::shared_ptr<const moe::Router> router_;
+  int64_t external_bytes_ = 0;
+};
+
+// ------------------------------------------------------------------------------------------
+// The block forward: one call routes (router logits, routing) and runs the routed experts
+// and the shared expert with its gate (moe_block_forward).
+
+// forwardBlock(experts, router, shared | null, gate | null, hidden, tokens,
+//              logits | null, ids | null, weights | null, out[, cancel]), checked.
+struct BlockArgs {
+  std::shared_ptr<const moe::MoeLayer> experts, shared;
+  std::shared_ptr<const moe::Router> router, gate;
+  Span hidden, logits, ids, weights, out;
+  size_t tokens = 0;
+
+  moe::MoeBlockParts parts() const { return {experts.get(), router.get(), shared.get(), gate.get()}; }
+};
+
+BlockArgs block_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BlockArgs a;
+  auto layer_at = [&](size_t i, const char* name) -> std::shared_ptr<const moe::MoeLayer> {
+    if (!has_tag(info[i], kNativeLayerTag)) throw_type(env, std::string(name) + ": expected a NativeLayer");
+    return Napi::ObjectWrap<NativeLayer>::Unwrap(info[i].As<Napi::Object>())->Shared(env);
+  };
+  auto router_at = [&](size_t i, const char* name) -> std::shared_ptr<const moe::Router> {
+    if (!has_tag(info[i], kNativeRouterTag)) throw_type(env, std::string(name) + ": expected a NativeRouter");
+    return Napi::ObjectWrap<NativeRouter>::Unwrap(info[i].As<Napi::Object>())->Shared(env);
+  };
+  auto given = [&](size_t i) { return !info[i].IsNull() && !info[i].IsUndefined(); };
+  a.experts = layer_at(0, "experts");
+  a.router = router_at(1, "router");
+  if (given(2)) a.shared = layer_at(2, "sharedExperts");
+  if (given(3)) a.gate = router_at(3, "sharedExpertGate");
+  const moe::MoeConfig& c = a.experts->config();
+  a.hidden = weight_array(info[4], "hidden");
+  a.tokens = size_arg(info[5], "tokens");
+  expect_length(env, a.hidden, checked_mul(env, a.tokens, c.hidden_size, "hidden"), "hidden");
+  if (given(6)) {
+    a.logits = typed_array(info[6], "route.logits", {napi_float32_array});
+    expect_length(env, a.logits, checked_mul(env, a.tokens, c.num_experts, "route.logits"), "route.logits");
+  }
+  if (given(7) || given(8)) {
+    a.ids = typed_array(info[7], "route.ids", {napi_int32_array});
+    a.weights = typed_array(info[8], "route.weights", {napi_float32_array});
+    expect_length(env, a.ids, checked_mul(env, a.tokens, c.top_k, "route.ids"), "route.ids");
+    expect_length(env, a.weights, checked_mul(env, a.tokens, c.top_k, "route.weights"), "route.weights");
+    if (a.logits.data) throw_type(env, "route: logits or ids and weights, not both");
+  }
+  a.out = weight_array(info[9], "out");
+  if (a.out.type != a.hidden.type) throw_type(env, "out: must have the dtype of hidden");
+  expect_length(env, a.out, a.hidden.length, "out");
+  // The kernel's consistency checks (shapes of the parts) as a RangeError now, not later.
+  guarded(env, [&] { moe::moe_block_forward(a.parts(), a.hidden.dtype(), nullptr, 0, {}, nullptr); });
+  return a;
+}
+
+// Async: the inputs (hidden, logits or ids and weights) are copied, so the caller may reuse
+// them while the call runs; the output array, created by the facade and not exposed before
+// the promise settles, is kept alive by a reference.
+class BlockTask : public AsyncTask {
+ public:
+  BlockTask(const BlockArgs& a, Napi::Object out)
+      : parts_owner_(a), dtype_(a.hidden.dtype()), tokens_(a.tokens), out_(a.out.data) {
+    const auto* h = static_cast<const uint8_t*>(a.hidden.data);
+    hidden_.assign(h, h + a.hidden.length * a.hidden.element_bytes());
+    const auto* l = static_cast<const float*>(a.logits.data);
+    if (l) logits_.assign(l, l + a.logits.length);
+    const auto* ids = static_cast<const int32_t*>(a.ids.data);
+    const auto* w = static_cast<const float*>(a.weights.data);
+    if (ids) {
+      ids_.assign(ids, ids + a.ids.length);
+      weights_.assign(w, w + a.weights.length);
+    }
+    // Only the owners are kept: the spans point into JS memory this task must not touch.
+    parts_owner_.hidden = parts_owner_.logits = parts_owner_.ids = parts_owner_.weights = parts_owner_.out = Span();
+    NAPI_THROW_IF_FAILED_VOID(out.Env(), napi_create_reference(out.Env(), out, 1, &out_ref_));
+  }
+
+ private:
+  void Run() override {
+    moe::BlockRoute route;
+    if (!logits_.empty()) route.logits = logits_.data();
+    if (!ids_.empty()) {
+      route.ids = ids_.data();
+      route.weights = weights_.data();
+    }
+    moe::moe_block_forward(parts_owner_.parts(), dtype_, hidden_.data(), tokens_, route, out_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    napi_value out;
+    NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, out_ref_, &out), Napi::Value());
+    return Napi::Value(env, out);
+  }
+  void ReleaseJs(napi_env env) override { napi_delete_reference(env, out_ref_); }
+
+  BlockArgs parts_owner_;  // the layers and routers, alive while the call runs
+  DType dtype_;
+  size_t tokens_;
+  std::vector<uint8_t> hidden_;
+  std::vector<float> logits_;
+  std::vector<int32_t> ids_;
+  std::vector<float> weights_;
+  void* out_;
+  napi_ref out_ref_ = nullptr;
+};
+
+Napi::Value ForwardBlock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BlockArgs a = block_args(info);
+  auto task = std::make_unique<BlockTask>(a, info[9].As<Napi::Object>());
+  task->SetCancelFlag(env, info[10]);
+  return AsyncTask::Queue(env, task.release());
+}
+
+// The same on the calling thread, reading the caller's arrays in place; returns out.
+Napi::Value ForwardBlockSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BlockArgs a = block_args(info);
+  moe::BlockRoute route;
+  route.logits = static_cast<const float*>(a.logits.data);
+  route.ids = static_cast<const int32_t*>(a.ids.data);
+  route.weights = static_cast<const float*>(a.weights.data);
+  guarded(env, [&] { moe::moe_block_forward(a.parts(), a.hidden.dtype(), a.hidden.data, a.tokens, route, a.out.data); });
+  return info[9];
+}
 
 // ------------------------------------------------------------------------------------------
 // Checkpoint loading: router logits and MXFP4 decode.
@@ -1001,6 +1128,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EnvTasks* tasks = AsyncTask::TasksOf(env);
   NAPI_THROW_IF_FAILED(env, napi_create_reference(env, native_layer, 1, &tasks->native_layer), exports);
   exports.Set("createNativeLayer", Napi::Function::New<CreateNativeLayer>(env, "createNativeLayer"));
+  exports.Set("NativeRouter", NativeRouter::Define(env));
+  exports.Set("forwardBlock", Napi::Function::New<ForwardBlock>(env, "forwardBlock"));
+  exports.Set("forwardBlockSync", Napi::Function::New<ForwardBlockSync>(env, "forwardBlockSync"));
   exports.Set("routerLogits", Napi::Function::New<RouterLogits>(env, "routerLogits"));
   exports.Set("routerLogitsAsync", Napi::Function::New<RouterLogitsAsync>(env, "routerLogitsAsync"));
   exports.Set("decodeMxfp4", Napi::Function::New<DecodeMxfp4>(env, "decodeMxfp4"));

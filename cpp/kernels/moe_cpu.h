@@ -198,6 +198,68 @@ class MoeLayer {
 };
 
 // ---------------------------------------------------------------------------------------------
+// The MoE block in one call (moe/block.cpp): router, routed experts and shared expert
+
+// A router: the routing rule with its top-K, and optionally the weights that compute the
+// logits, logits[t, e] = hidden[t] · weight[e] + bias[e] (router_logits). Copies what it is
+// given (weights, bias, correction bias), so a forward never copies or re-reads caller memory.
+class Router {
+ public:
+  // weight may be null: the caller then brings logits, or ids and weights, to every forward.
+  // Throws InvalidArgument if the routing rule does not fit num_experts and top_k.
+  Router(size_t num_experts, size_t hidden_size, size_t top_k, const RoutingParams& routing,
+         DType weight_dtype, const void* weight, const float* bias);
+
+  size_t num_experts() const { return num_experts_; }
+  size_t hidden_size() const { return hidden_size_; }
+  size_t top_k() const { return top_k_; }
+  bool has_weight() const { return !weight_.empty(); }
+  // Bytes held: weights and bias (the routing rule's correction bias is E floats more).
+  size_t bytes() const;
+
+  // logits [T, E] from hidden [T, H]; requires has_weight().
+  void logits(DType hidden_dtype, const void* hidden, size_t tokens, float* logits,
+              unsigned threads) const;
+  // select_experts with this router's rule.
+  void select(const float* logits, size_t tokens, int32_t* ids, float* weights) const;
+
+ private:
+  size_t num_experts_, hidden_size_, top_k_;
+  RoutingParams routing_;
+  std::vector<float> correction_bias_;
+  DType weight_dtype_ = DType::f32;
+  std::vector<uint8_t> weight_;
+  std::vector<float> bias_;
+};
+
+// The route of one block forward: logits [T, E] to route with the block's router, or ids and
+// weights [T, K] already chosen, or neither (the router's weights compute the logits).
+struct BlockRoute {
+  const float* logits = nullptr;
+  const int32_t* ids = nullptr;
+  const float* weights = nullptr;
+};
+
+// A block's parts. experts and router are required; shared is a layer of one expert with
+// top-K 1 that every token goes through, scaled by sigmoid(shared_gate · x) per token (a
+// router of one output without routing use) or by 1 without a gate.
+struct MoeBlockParts {
+  const MoeLayer* experts = nullptr;
+  const Router* router = nullptr;
+  const MoeLayer* shared = nullptr;
+  const Router* shared_gate = nullptr;
+};
+
+// hidden [T, H] -> out [T, H] in `dtype`: route, routed experts, and, with a shared expert,
+// out = routed(x) + s(x) · shared(x) computed from f32 activations (bf16 hidden widened,
+// exactly), summed in f32 and rounded to `dtype` once. Everything is checked before out is
+// written: InvalidArgument for a bad route or non-finite router/gate logits (named as the
+// facade names them: route.logits, route.ids, hidden). The router and gate use the routed
+// experts' thread count.
+void moe_block_forward(const MoeBlockParts& parts, DType dtype, const void* hidden,
+                       size_t tokens, const BlockRoute& route, void* out);
+
+// ---------------------------------------------------------------------------------------------
 // CPU detection and kernel choice (dispatch.cpp)
 
 struct CpuInfo {

@@ -1,8 +1,7 @@
 // MoeBlock: the MoE block of one transformer layer — routed experts with their router, plus the
 // shared expert of Qwen2-MoE / DeepSeek-V3 where there is one — as composition of MoeLayers.
-import { fromBf16, toBf16 } from '../bf16';
-import { binding } from '../binding';
-import { MoeLayer, type ForwardOptions, type Route, type WeightDtype } from '../layer';
+import { binding, type NativeRouter } from '../binding';
+import { MoeLayer, forwardBlock, forwardBlockSync, type ForwardOptions, type Route, type SharedExpertPart, type WeightDtype } from '../layer';
 import { describe, object, weightArray, type WeightArray } from '../validate';
 import type { Family } from './config';
 import { disposedError, typeError, rangeError } from '../errors';
@@ -22,8 +21,9 @@ export interface MoeBlockOptions {
 /**
  * out = experts(x) + s(x) · sharedExperts(x), s = sigmoid(sharedExpertGate · x) or 1. With a
  * shared expert the two parts are computed from f32 activations (bf16 hidden is widened,
- * exactly), summed in f32 and rounded to the dtype of hidden once. The block owns its layers:
- * `dispose()` frees them.
+ * exactly), summed in f32 and rounded to the dtype of hidden once. A forward is one native
+ * call: router, routing, routed experts, the gate and the shared expert (nothing of the math
+ * runs on the JavaScript thread). The block owns its layers: `dispose()` frees them.
  */
 export class MoeBlock {
   readonly experts: MoeLayer;
@@ -31,7 +31,9 @@ export class MoeBlock {
   readonly family: Family | undefined;
   /** Layer index in the checkpoint. */
   readonly layer: number | undefined;
-  #sharedGate: WeightArray | null;
+  /** The routed experts' shared expert and its gate (copied natively), or null. */
+  #shared: SharedExpertPart | null;
+  #gateBytes: number;
   #disposed = false;
   /** forward() calls in flight: dispose() frees the layers once they are done. */
   #inflight = 0;
@@ -58,11 +60,12 @@ export class MoeBlock {
       if (gate.length !== experts.hiddenSize) {
         throw rangeError(`sharedExpertGate: expected length ${experts.hiddenSize} ([1, H=${experts.hiddenSize}]), got ${gate.length}`);
       }
-      gate = gate.slice();
     }
     this.experts = experts;
     this.sharedExperts = shared;
-    this.#sharedGate = gate;
+    const nativeGate: NativeRouter | null = gate && new binding.NativeRouter(gate, 1, experts.hiddenSize, null, ONE_OUTPUT, 1);
+    this.#shared = shared && { layer: shared, gate: nativeGate };
+    this.#gateBytes = nativeGate?.bytes ?? 0;
     this.family = o.family as Family | undefined;
     if (o.layer !== undefined && !(Number.isSafeInteger(o.layer) && (o.layer as number) >= 0)) {
       throw rangeError(`layer: expected a non-negative integer, got ${describe(o.layer)}`);
@@ -83,27 +86,16 @@ export class MoeBlock {
   /** Bytes held: packed experts, shared expert, routers (0 once disposed). */
   get bytes(): number {
     if (this.#disposed) return 0;
-    const gate = this.#sharedGate && this.experts.bytes ? this.#sharedGate.byteLength : 0;
-    return this.experts.bytes + (this.sharedExperts?.bytes ?? 0) + gate;
+    return this.experts.bytes + (this.sharedExperts?.bytes ?? 0) + (this.experts.bytes ? this.#gateBytes : 0);
   }
 
   /** hidden [T, H] (f32 or bf16) -> [T, H], same dtype, off the main thread. */
   async forward<T extends WeightArray>(hidden: T, route?: Route, options?: ForwardOptions): Promise<T> {
     if (this.#disposed) throw disposedError('MoeBlock');
-    if (!this.sharedExperts) return this.experts.forward(hidden, route, options);
-    const sharedExperts = this.sharedExperts;
+    if (!this.#shared) return this.experts.forward(hidden, route, options);
     this.#inflight++;
     try {
-      const { x, tokens } = this.#widen(hidden, true);
-      const gate = this.#sharedGate;
-      const scales = gate
-        ? gateScales(await binding.routerLogitsAsync(x, tokens, this.hiddenSize, gate, 1, null, this.experts.threads))
-        : new Float32Array(tokens).fill(1);
-      const [routed, shared] = await Promise.all([
-        this.experts.forward(x, route, options),
-        sharedExperts.forward(x, { ids: new Int32Array(tokens), weights: scales }, options),
-      ]);
-      return this.#sum(hidden, routed, shared);
+      return await forwardBlock(this.experts, this.#shared, hidden, route, options);
     } finally {
       if (--this.#inflight === 0 && this.#disposed) this.#release();
     }
@@ -112,14 +104,8 @@ export class MoeBlock {
   /** As `forward`, on the calling thread. */
   forwardSync<T extends WeightArray>(hidden: T, route?: Route): T {
     if (this.#disposed) throw disposedError('MoeBlock');
-    if (!this.sharedExperts) return this.experts.forwardSync(hidden, route);
-    const { x, tokens } = this.#widen(hidden, false);
-    const gate = this.#sharedGate;
-    const scales = gate
-      ? gateScales(binding.routerLogits(x, tokens, this.hiddenSize, gate, 1, null, this.experts.threads))
-      : new Float32Array(tokens).fill(1);
-    const routed = this.experts.forwardSync(x, route);
-    return this.#sum(hidden, routed, this.sharedExperts.forwardSync(x, { ids: new Int32Array(tokens), weights: scales }));
+    if (!this.#shared) return this.experts.forwardSync(hidden, route);
+    return forwardBlockSync(this.experts, this.#shared, hidden, route);
   }
 
   /** Frees both layers: now, or once the forward calls in flight have finished. Idempotent. */
@@ -131,35 +117,13 @@ export class MoeBlock {
   #release(): void {
     this.experts.dispose();
     this.sharedExperts?.dispose();
+    this.#shared?.gate?.dispose();
   }
 
   [Symbol.dispose](): void {
     this.dispose();
   }
-
-  /** f32 activations for both parts; a private copy when async (the caller may reuse hidden). */
-  #widen(hiddenArg: WeightArray, copy: boolean): { x: Float32Array; tokens: number } {
-    const hidden = weightArray(hiddenArg, 'hidden');
-    const H = this.hiddenSize;
-    if (hidden.length % H !== 0) {
-      throw rangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);
-    }
-    const x = hidden instanceof Uint16Array ? fromBf16(hidden) : copy ? hidden.slice() : hidden;
-    return { x, tokens: hidden.length / H };
-  }
-
-  #sum<T extends WeightArray>(hidden: T, routed: Float32Array, shared: Float32Array): T {
-    for (let i = 0; i < routed.length; i++) routed[i] += shared[i];
-    return (hidden instanceof Uint16Array ? toBf16(routed) : routed) as T;
-  }
 }
 
-/** sigmoid(gate · x) per token; a non-finite gate logit comes from `hidden`. */
-function gateScales(logits: Float32Array): Float32Array {
-  for (let t = 0; t < logits.length; t++) {
-    if (!Number.isFinite(logits[t])) {
-      throw rangeError(`hidden: the shared-expert gate computed from token ${t} is ${logits[t]}; check hidden for NaN or Infinity`);
-    }
-  }
-  return logits.map((v) => 1 / (1 + Math.exp(-v)));
-}
+/** The gate is a router of one output whose routing is never used. */
+const ONE_OUTPUT = { mode: 'topk-softmax', renormalize: false, numGroups: 1, topkGroups: 1, correctionBias: null, routedScalingFactor: 1 } as const;
