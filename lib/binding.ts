@@ -5,8 +5,6 @@ import * as path from 'node:path';
 import { ERR_NO_BINARY, codedError } from './errors';
 import type { RoutingArg } from './routing';
 
-type RouterLogits = (hidden: Float32Array | Uint16Array, tokens: number, hiddenSize: number,
-  weight: Float32Array | Uint16Array, numExperts: number, bias: Float32Array | null, threads: number) => Float32Array;
 
 /** The raw binding (cpp/addon/addon.cc). Callers are the facade modules only. */
 export interface NativeBinding {
@@ -21,9 +19,6 @@ export interface NativeBinding {
   selectExperts(logits: Float32Array, tokens: number, numExperts: number, topK: number,
     routing: RoutingArg, ids: Int32Array, weights: Float32Array): void;
   convertBf16(src: Float32Array | Uint16Array, dst: Float32Array | Uint16Array): void;
-  /** hidden [T, H] · weight [E, H]ᵀ (+ bias) -> logits [T, E]. */
-  routerLogits: RouterLogits;
-  routerLogitsAsync: (...args: Parameters<RouterLogits>) => Promise<Float32Array>;
   /** MXFP4 blocks [n, 16] + e8m0 scales [n] -> 32·n values (f32, or bf16 bit patterns). */
   decodeMxfp4(blocks: Uint8Array, scales: Uint8Array, out: Float32Array | Uint16Array): void;
   /** f32 rows [rows, depth] -> blocks and scales as checkpoints store them (mxfp4: u8 codes and e8m0 scales; int8: i8 codes and f16 scales). */

@@ -28,14 +28,14 @@ const addon = path.join(buildDir, 'Release', 'moe_cpu.node');
 const tests = path.join(buildDir, 'moe_kernel_tests');
 
 // Every entry point of the addon (cpuInfo, permuteW13, gatedActivation, selectExperts,
-// convertBf16, routerLogits, decodeMxfp4, quantize, dequantize, NativeLayer: construction,
-// forward, forwardSync, dispose) and the forward in every weight format, with the argument
+// convertBf16, decodeMxfp4, quantize, dequantize, NativeLayer and NativeRouter: construction,
+// dispose; forwardBlock, forwardBlockSync) and the forward in every weight format, with the argument
 // errors that end in the addon; about 25 s per kernel set under ASan on 2 cores. Left out: the
 // files that mostly spawn Node processes (checkpoint-cli, exports, kernels, worker-termination:
 // their children would run the sanitized addon too, at several times the cost), and the
 // checkpoint readers, which are TypeScript.
 const SLICE = ['activation', 'async', 'bf16', 'layout', 'routing', 'errors', 'moe', 'quantized',
-  'checkpoint-router', 'checkpoint-load', 'bad-input-table', 'robustness'].map((name) => `test/${name}.test.ts`);
+  'checkpoint-router', 'checkpoint-load', 'bad-input-table', 'robustness', 'block-native'].map((name) => `test/${name}.test.ts`);
 
 // What a report starts with: ASan's and LSan's `==pid==ERROR: ...`, UBSan's
 // `file:line:col: runtime error: ...`.

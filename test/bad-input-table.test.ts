@@ -152,10 +152,23 @@ add('binding.permuteW13', 'w', [huge], 'RangeError', (v) => binding.permuteW13(n
 add('binding.gatedActivation', 'x', [huge], 'RangeError', (v) => binding.gatedActivation(new Float32Array(8), new Float32Array(4), v as number, huge, false, 'silu', 1, 1));
 add('binding.selectExperts', 'logits', [huge], 'RangeError',
   (v) => binding.selectExperts(new Float32Array(8), v as number, huge, 1, { mode: 'topk-softmax' }, new Int32Array(1), new Float32Array(1)));
-add('binding.routerLogits', 'hidden', [huge], 'RangeError',
-  (v) => binding.routerLogits(new Float32Array(8), v as number, huge, new Float32Array(8), 1, null, 1));
-add('binding.routerLogits', 'threads', [2 ** 32, 2 ** 32 + 1], 'RangeError',
-  (v) => binding.routerLogits(new Float32Array(8), 1, 8, new Float32Array(8), 1, null, v as number));
+const routingArg = { mode: 'topk-softmax', renormalize: false, numGroups: 1, topkGroups: 1, correctionBias: null, routedScalingFactor: 1 } as const;
+add('binding.NativeRouter', 'routerWeight', [huge], 'RangeError',
+  (v) => new binding.NativeRouter(new Float32Array(8), v as number, huge, null, routingArg, 1));
+add('binding.NativeRouter', 'topK', [0, 9], 'RangeError',
+  (v) => new binding.NativeRouter(new Float32Array(8), 8, 1, null, routingArg, v as number));
+add('binding.forwardBlockSync', 'hidden', [huge], 'RangeError', (v) => {
+  const native = new binding.NativeLayer(
+    { numExperts: 1, hiddenSize: 32, intermediateSize: 32, topK: 1, activation: 'silu', isW13Interleaved: false, transposed: false,
+      swigluAlpha: 1, swigluLimit: 7, threads: 1, weightDtype: 'f32' } as never,
+    { format: 'f32', data: new Float32Array(2 * 32 * 32) } as never, { format: 'f32', data: new Float32Array(32 * 32) } as never, null, null);
+  const router = new binding.NativeRouter(null, 1, 32, null, routingArg, 1);
+  return binding.forwardBlockSync(native, router, null, null, new Float32Array(32), v as number, null, null, null, new Float32Array(32));
+});
+add('binding.forwardBlockSync', 'experts', [null, {}], 'TypeError', (v) => {
+  const router = new binding.NativeRouter(null, 1, 32, null, routingArg, 1);
+  return binding.forwardBlockSync(v as never, router, null, null, new Float32Array(32), 1, null, null, null, new Float32Array(32));
+});
 add('binding.NativeLayer', 'w13', [huge], 'RangeError', (v) => new binding.NativeLayer(
   { numExperts: v, hiddenSize: huge, intermediateSize: huge, topK: 1, activation: 'silu', isW13Interleaved: false, transposed: false,
     swigluAlpha: 1, swigluLimit: 7, threads: 1, weightDtype: 'f32' } as never,

@@ -831,6 +831,8 @@ class NativeRouter : public Napi::ObjectWrap<NativeRouter> {
     Napi::Env env = info.Env();
     const size_t E = size_arg(info[1], "numExperts"), H = size_arg(info[2], "hiddenSize");
     const size_t K = size_arg(info[5], "topK");
+    if (E == 0 || H == 0) throw_range(env, "numExperts, hiddenSize: expected positive integers");
+    if (K == 0 || K > E) throw_range(env, "topK: expected an integer in [1, numExperts = " + std::to_string(E) + "]");
     moe::RoutingParams routing = routing_arg(info[4], E);
     const void* weight = nullptr;
     DType weight_dtype = DType::f32;
@@ -1008,80 +1010,7 @@ Napi::Value ForwardBlockSync(const Napi::CallbackInfo& info) {
 }
 
 // ------------------------------------------------------------------------------------------
-// Checkpoint loading: router logits and MXFP4 decode.
-
-// Plain data for one router call: inputs copied (the caller may reuse them meanwhile).
-struct RouterBaton {
-  DType hidden_dtype = DType::f32, weight_dtype = DType::f32;
-  size_t tokens = 0, hidden_size = 0, num_experts = 0;
-  unsigned threads = 0;
-  std::vector<uint8_t> hidden, weight;
-  std::vector<float> bias;  // empty: no bias
-  std::vector<float> logits;
-  void run() {
-    logits.resize(tokens * num_experts);
-    moe::router_logits(hidden_dtype, hidden.data(), tokens, hidden_size, weight_dtype, weight.data(),
-                       num_experts, bias.empty() ? nullptr : bias.data(), logits.data(), threads);
-  }
-};
-
-// (hidden, tokens, hiddenSize, weight, numExperts, bias | null, threads): checks and copies.
-RouterBaton router_args(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Span hidden = weight_array(info[0], "hidden");
-  RouterBaton b;
-  b.tokens = size_arg(info[1], "tokens");
-  b.hidden_size = size_arg(info[2], "hiddenSize");
-  Span weight = weight_array(info[3], "routerWeight");
-  b.num_experts = size_arg(info[4], "numExperts");
-  b.threads = threads_arg(info[6], "threads");
-  expect_length(env, hidden, checked_mul(env, b.tokens, b.hidden_size, "hidden"), "hidden");
-  expect_length(env, weight, checked_mul(env, b.num_experts, b.hidden_size, "routerWeight"), "routerWeight");
-  checked_mul(env, {b.tokens, b.num_experts, sizeof(float)}, "logits");
-  if (!info[5].IsUndefined() && !info[5].IsNull()) {
-    Span bias = typed_array(info[5], "routerBias", {napi_float32_array});
-    expect_length(env, bias, b.num_experts, "routerBias");
-    const auto* p = static_cast<const float*>(bias.data);
-    b.bias.assign(p, p + bias.length);
-  }
-  b.hidden_dtype = hidden.dtype();
-  b.weight_dtype = weight.dtype();
-  const auto* h = static_cast<const uint8_t*>(hidden.data);
-  b.hidden.assign(h, h + hidden.length * hidden.element_bytes());
-  const auto* w = static_cast<const uint8_t*>(weight.data);
-  b.weight.assign(w, w + weight.length * weight.element_bytes());
-  return b;
-}
-
-Napi::Float32Array logits_array(Napi::Env env, const std::vector<float>& logits) {
-  Napi::Float32Array out = Napi::Float32Array::New(env, logits.size());
-  if (!logits.empty()) std::memcpy(out.Data(), logits.data(), logits.size() * sizeof(float));
-  return out;
-}
-
-// routerLogits(hidden, tokens, hiddenSize, weight, numExperts, bias | null, threads) -> Float32Array [T, E]
-Napi::Value RouterLogits(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  RouterBaton b = router_args(info);
-  guarded(env, [&] { b.run(); });
-  return logits_array(env, b.logits);
-}
-
-class RouterTask : public AsyncTask {
- public:
-  explicit RouterTask(RouterBaton baton) : baton_(std::move(baton)) {}
-
- private:
-  void Run() override { baton_.run(); }
-  Napi::Value Result(Napi::Env env) override { return logits_array(env, baton_.logits); }
-
-  RouterBaton baton_;
-};
-
-// routerLogitsAsync(same arguments) -> Promise<Float32Array>, computed on a libuv worker thread.
-Napi::Value RouterLogitsAsync(const Napi::CallbackInfo& info) {
-  return AsyncTask::Queue(info.Env(), new RouterTask(router_args(info)));
-}
+// Checkpoint loading: MXFP4 decode.
 
 // decodeMxfp4(blocks: Uint8Array [n, 16], scales: Uint8Array [n], out: Float32Array | Uint16Array [n, 32])
 Napi::Value DecodeMxfp4(const Napi::CallbackInfo& info) {
@@ -1131,8 +1060,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeRouter", NativeRouter::Define(env));
   exports.Set("forwardBlock", Napi::Function::New<ForwardBlock>(env, "forwardBlock"));
   exports.Set("forwardBlockSync", Napi::Function::New<ForwardBlockSync>(env, "forwardBlockSync"));
-  exports.Set("routerLogits", Napi::Function::New<RouterLogits>(env, "routerLogits"));
-  exports.Set("routerLogitsAsync", Napi::Function::New<RouterLogitsAsync>(env, "routerLogitsAsync"));
   exports.Set("decodeMxfp4", Napi::Function::New<DecodeMxfp4>(env, "decodeMxfp4"));
   return exports;
 }
