@@ -21,6 +21,13 @@ export interface NativeBinding {
   convertBf16(src: Float32Array | Uint16Array, dst: Float32Array | Uint16Array): void;
   /** MXFP4 blocks [n, 16] + e8m0 scales [n] -> 32·n values (f32, or bf16 bit patterns). */
   decodeMxfp4(blocks: Uint8Array, scales: Uint8Array, out: Float32Array | Uint16Array): void;
+  /** decodeMxfp4 on the dispatcher thread (checkpoint loads); the arrays must not change until it settles. */
+  decodeMxfp4Async(blocks: Uint8Array, scales: Uint8Array, out: Float32Array | Uint16Array): Promise<void>;
+  /**
+   * On the dispatcher thread: f32 -> bf16 and bf16 -> f32 (as convertBf16), f16 bits -> f32
+   * (exact) or -> bf16 (one rounding). dst: Float32Array, or Uint16Array for bf16.
+   */
+  convertAsync(src: Float32Array | Uint16Array, srcFormat: 'f32' | 'bf16' | 'f16', dst: Float32Array | Uint16Array): Promise<void>;
   /** f32 rows [rows, depth] -> blocks and scales as checkpoints store them (mxfp4: u8 codes and e8m0 scales; int8: i8 codes and f16 scales). */
   quantize(format: 'mxfp4' | 'int8', values: Float32Array, rows: number, depth: number,
     codes: Uint8Array | Int8Array, scales: Uint8Array | Uint16Array): void;

@@ -11,7 +11,7 @@ export { toBf16, fromBf16 } from './bf16';
 export { cpuInfo, type CpuInfo, type MicroKernelInfo } from './cpu';
 export type { WeightArray } from './validate';
 export {
-  openCheckpoint, loadMoeLayer, Checkpoint, type LoadMoeLayerOptions, type MoeLayerInfo,
+  openCheckpoint, loadMoeLayer, Checkpoint, type LoadMoeLayerOptions, type MoeLayerInfo, type OpenCheckpointOptions,
 } from './checkpoint/checkpoint';
 export { MoeBlock, type MoeBlockOptions } from './checkpoint/block';
 export { CheckpointError, type CheckpointErrorCode } from './checkpoint/errors';

@@ -79,7 +79,7 @@ describe('gpt-oss MXFP4 checkpoints load as mxfp4', () => {
     expect(info.weightFormat).toBe('mxfp4');
     expect(info.defaultWeightDtype).toBe('mxfp4');
     expect(info.defaultReason).toMatch(/as stored/);
-    const decode = vi.spyOn(binding, 'decodeMxfp4');
+    const decode = vi.spyOn(binding, 'decodeMxfp4Async');
     for (const n of s.moeLayers) {
       const block = await ckpt.loadMoeLayer(n, { threads: 2 });
       expect(block.weightDtype).toBe('mxfp4');
@@ -90,7 +90,7 @@ describe('gpt-oss MXFP4 checkpoints load as mxfp4', () => {
       block.dispose();
     }
     expect(decode).not.toHaveBeenCalled();
-    // bf16 on request: the existing decode path.
+    // bf16 on request: the decode path (on the dispatcher thread).
     const bf16 = await ckpt.loadMoeLayer(0, { weightDtype: 'bf16' });
     expect(decode).toHaveBeenCalled();
     expect(bf16.weightDtype).toBe('bf16');

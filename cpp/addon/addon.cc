@@ -1031,6 +1031,96 @@ Napi::Value DecodeMxfp4(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Conversions of a checkpoint load, on the dispatcher thread: the loader reads a chunk of at
+// most 16 MB and converts it here, so no conversion runs on the JavaScript thread. The task
+// holds references to its arrays until it settles (the loader does not touch them meanwhile).
+class ConvertTask : public AsyncTask {
+ public:
+  enum class Kind { f32_to_bf16, bf16_to_f32, f16_to_f32, f16_to_bf16, mxfp4 };
+
+  ConvertTask(Napi::Env env, Kind kind, std::initializer_list<Napi::Value> arrays, const void* a,
+              const void* b, void* out, size_t count)
+      : kind_(kind), a_(a), b_(b), out_(out), count_(count) {
+    for (const Napi::Value& array : arrays) {
+      napi_ref ref;
+      NAPI_THROW_IF_FAILED_VOID(env, napi_create_reference(env, array, 1, &ref));
+      keep_.push_back(ref);
+    }
+  }
+
+ private:
+  void Run() override {
+    const auto* u16 = static_cast<const uint16_t*>(a_);
+    switch (kind_) {
+      case Kind::f32_to_bf16: moe::convert_f32_to_bf16(static_cast<const float*>(a_), static_cast<uint16_t*>(out_), count_); break;
+      case Kind::bf16_to_f32: moe::convert_bf16_to_f32(u16, static_cast<float*>(out_), count_); break;
+      case Kind::f16_to_f32: moe::convert_f16_to_f32(u16, static_cast<float*>(out_), count_); break;
+      case Kind::f16_to_bf16: moe::convert_f16_to_bf16(u16, static_cast<uint16_t*>(out_), count_); break;
+      case Kind::mxfp4:
+        if (out_dtype_ == DType::bf16) {
+          moe::decode_mxfp4_bf16(static_cast<const uint8_t*>(a_), static_cast<const uint8_t*>(b_), count_, static_cast<uint16_t*>(out_));
+        } else {
+          moe::decode_mxfp4_f32(static_cast<const uint8_t*>(a_), static_cast<const uint8_t*>(b_), count_, static_cast<float*>(out_));
+        }
+        break;
+    }
+  }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+  void ReleaseJs(napi_env env) override {
+    for (napi_ref ref : keep_) napi_delete_reference(env, ref);
+  }
+
+ public:
+  DType out_dtype_ = DType::f32;
+
+ private:
+  Kind kind_;
+  const void* a_;
+  const void* b_;
+  void* out_;
+  size_t count_;
+  std::vector<napi_ref> keep_;
+};
+
+// convertAsync(src, srcFormat 'f32' | 'bf16' | 'f16', dst: Float32Array | Uint16Array (bf16))
+// -> Promise<undefined>: f32 -> bf16, bf16 -> f32, f16 -> f32, f16 -> bf16 (one rounding).
+Napi::Value ConvertAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Span src = weight_array(info[0], "src");
+  const std::string from = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  Span dst = weight_array(info[2], "dst");
+  expect_length(env, dst, src.length, "dst");
+  using Kind = ConvertTask::Kind;
+  Kind kind;
+  if (from == "f32" && src.type == napi_float32_array && dst.dtype() == DType::bf16) {
+    kind = Kind::f32_to_bf16;
+  } else if (from == "bf16" && src.type == napi_uint16_array && dst.dtype() == DType::f32) {
+    kind = Kind::bf16_to_f32;
+  } else if (from == "f16" && src.type == napi_uint16_array) {
+    kind = dst.dtype() == DType::f32 ? Kind::f16_to_f32 : Kind::f16_to_bf16;
+  } else {
+    throw_type(env, "convertAsync: unsupported conversion from '" + from + "' (src " +
+                        (src.type == napi_float32_array ? "Float32Array" : "Uint16Array") + ") to " +
+                        (dst.dtype() == DType::f32 ? "f32" : "bf16"));
+  }
+  return AsyncTask::Queue(env, new ConvertTask(env, kind, {info[0], info[2]}, src.data, nullptr, dst.data, src.length));
+}
+
+// decodeMxfp4Async(blocks, scales, out) -> Promise<undefined>: decodeMxfp4 on the dispatcher.
+Napi::Value DecodeMxfp4Async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Span blocks = typed_array(info[0], "blocks", {napi_uint8_array});
+  Span scales = typed_array(info[1], "scales", {napi_uint8_array});
+  Span out = weight_array(info[2], "out");
+  const size_t n = scales.length;
+  expect_length(env, blocks, checked_mul(env, n, moe::kMxfp4BlockBytes, "blocks"), "blocks");
+  expect_length(env, out, checked_mul(env, n, moe::kMxfp4BlockValues, "out"), "out");
+  auto task = std::make_unique<ConvertTask>(env, ConvertTask::Kind::mxfp4, std::initializer_list<Napi::Value>{info[0], info[1], info[2]},
+                                            blocks.data, scales.data, out.data, n);
+  task->out_dtype_ = out.dtype();
+  return AsyncTask::Queue(env, task.release());
+}
+
 // createNativeLayer(same arguments as new NativeLayer) -> Promise<NativeLayer>, packed on the
 // dispatcher thread (the event loop and libuv's pool stay free).
 Napi::Value CreateNativeLayer(const Napi::CallbackInfo& info) {
@@ -1061,6 +1151,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("forwardBlock", Napi::Function::New<ForwardBlock>(env, "forwardBlock"));
   exports.Set("forwardBlockSync", Napi::Function::New<ForwardBlockSync>(env, "forwardBlockSync"));
   exports.Set("decodeMxfp4", Napi::Function::New<DecodeMxfp4>(env, "decodeMxfp4"));
+  exports.Set("decodeMxfp4Async", Napi::Function::New<DecodeMxfp4Async>(env, "decodeMxfp4Async"));
+  exports.Set("convertAsync", Napi::Function::New<ConvertAsync>(env, "convertAsync"));
   return exports;
 }
 

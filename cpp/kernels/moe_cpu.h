@@ -311,6 +311,9 @@ void dequantize_rows(WeightFormat format, const void* codes, const void* scales,
                      size_t depth, float* values);
 uint16_t f32_to_f16(float value);  // round to nearest even; NaN stays NaN
 float f16_to_f32(uint16_t bits);
+// Bulk f16 conversions (loaders): to f32 exactly; to bf16 with one rounding to nearest even.
+void convert_f16_to_f32(const uint16_t* src, float* dst, size_t count);
+void convert_f16_to_bf16(const uint16_t* src, uint16_t* dst, size_t count);
 
 // Elements of the typed arrays holding `rows` rows of `depth` values in `format`: values or
 // codes (bytes for mxfp4 and int8), and scales (bytes for mxfp4, f16 for int8; 0 for dense

@@ -17,7 +17,7 @@ import {
 import { availableMemory } from './memory';
 import { TensorReader } from './read';
 import { openTensorSet, type TensorLocation, type TensorSet } from './tensors';
-import { internalError, typeError, rangeError } from '../errors';
+import { abortError, internalError, typeError, rangeError } from '../errors';
 
 export type { LoadWeightDtype } from './formats';
 
@@ -477,21 +477,39 @@ export function formatLayers(layers: readonly number[]): string {
   return parts.length ? parts.join(', ') : 'none';
 }
 
+/** Options of openCheckpoint. */
+export interface OpenCheckpointOptions {
+  /**
+   * Cancels the open: checked before each file is read (config.json, the index, every header);
+   * then it rejects with an AbortError (code ERR_MOE_ABORTED, the signal's reason as `cause`).
+   * Files already opened are closed.
+   */
+  signal?: AbortSignal;
+}
+
 /** Reads config.json and the safetensors headers of a Hugging Face model folder (no weights). */
-export async function openCheckpoint(dir: string): Promise<Checkpoint> {
+export async function openCheckpoint(dir: string, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
   if (typeof dir !== 'string') throw typeError(`dir: expected a folder path, got ${describe(dir)}`);
+  const signal = optionalSignal(object(options, 'options').signal, 'options.signal');
+  const checkAborted = () => {
+    if (signal?.aborted) throw abortError('openCheckpoint', signal.reason);
+  };
+  checkAborted();
   const abs = path.resolve(dir);
   const stat = await fs.stat(abs).catch(() => null);
   if (!stat?.isDirectory()) {
     throw new CheckpointError({ file: abs, code: 'ERR_MOE_CHECKPOINT_FILE' }, 'not a folder (expected a Hugging Face model folder with config.json and .safetensors files)');
   }
+  checkAborted();
   const model = await readModelConfig(abs);
-  const tensors = await openTensorSet(abs);
+  const tensors = await openTensorSet(abs, checkAborted);
+  checkAborted();
   checkLayerCount(model, tensors.layerIndices(), path.join(abs, 'config.json'));
   return new Checkpoint(abs, model, tensors);
 }
 
 /** openCheckpoint(dir) then loadMoeLayer(layer, options), in one call. */
 export async function loadMoeLayer(dir: string, layer: number, options?: LoadMoeLayerOptions): Promise<MoeBlock> {
-  return (await openCheckpoint(dir)).loadMoeLayer(layer, options);
+  const signal = options === undefined || options === null || typeof options !== 'object' ? undefined : (options as { signal?: AbortSignal }).signal;
+  return (await openCheckpoint(dir, signal === undefined ? {} : { signal })).loadMoeLayer(layer, options);
 }

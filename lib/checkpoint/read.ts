@@ -1,5 +1,7 @@
 // Positioned reads of planned tensors into the typed arrays a layer is built from, converting
-// dtypes on the way in chunks: the only full-size arrays are the destinations.
+// dtypes on the way in chunks: the only full-size arrays are the destinations. Reads go through
+// Node's fs (libuv), conversions through the addon's dispatcher thread: the event loop only
+// waits on both.
 import type * as fs from './fsio';
 
 import { binding } from '../binding';
@@ -15,21 +17,6 @@ import type { TensorLocation } from './tensors';
 /** Bytes read per conversion chunk: big enough to make per-read costs vanish, small next to a layer. */
 const CHUNK_BYTES = 16 << 20;
 
-
-// f16 -> f32 for all 65536 bit patterns (exact), built on first use.
-let f16Table: Float32Array | null = null;
-function f16ToF32Table(): Float32Array {
-  if (f16Table) return f16Table;
-  const table = new Float32Array(1 << 16);
-  for (let h = 0; h < table.length; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
-    table[h] = exponent === 0 ? sign * mantissa * 2 ** -24
-      : exponent === 0x1f ? (mantissa ? NaN : sign * Infinity)
-        : sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
-  }
-  return (f16Table = table);
-}
 
 function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -89,23 +76,15 @@ export class TensorReader {
       return;
     }
     const inBytes = dtype === 'F32' ? 4 : 2;
+    const from = dtype === 'F32' ? 'f32' : dtype === 'BF16' ? 'bf16' : 'f16';
     const perChunk = Math.floor(CHUNK_BYTES / inBytes);
     const scratch = new ArrayBuffer(Math.min(count, perChunk) * inBytes);
-    const f32 = dtype === 'F16' && toBf16 ? new Float32Array(Math.min(count, perChunk)) : null;
     for (let i = 0; i < count; i += perChunk) {
       const n = Math.min(perChunk, count - i);
       await this.bytes(loc, i * inBytes, new Uint8Array(scratch, 0, n * inBytes));
-      const out = target.subarray(i, i + n);
-      if (dtype === 'F32') {
-        binding.convertBf16(new Float32Array(scratch, 0, n), out); // f32 -> bf16
-      } else if (dtype === 'BF16') {
-        binding.convertBf16(new Uint16Array(scratch, 0, n), out); // bf16 -> f32
-      } else {
-        const table = f16ToF32Table(), half = new Uint16Array(scratch, 0, n);
-        const wide = f32 ? f32.subarray(0, n) : (out as Float32Array);
-        for (let j = 0; j < n; j++) wide[j] = table[half[j]];
-        if (f32) binding.convertBf16(wide, out); // exact f32 -> bf16 rounding: one rounding in all
-      }
+      const src = dtype === 'F32' ? new Float32Array(scratch, 0, n) : new Uint16Array(scratch, 0, n);
+      // On the addon's dispatcher thread: the event loop only waits (f16 -> bf16 is one rounding).
+      await binding.convertAsync(src, from, target.subarray(i, i + n));
     }
   }
 
@@ -143,7 +122,7 @@ export class TensorReader {
       const n = Math.min(perChunk, total - b);
       const codes = codeBuf.subarray(0, n * MXFP4_BLOCK_BYTES), s = scaleBuf.subarray(0, n);
       await Promise.all([this.bytes(blocks, b * MXFP4_BLOCK_BYTES, codes), this.bytes(scales, b, s)]);
-      binding.decodeMxfp4(codes, s, dest.subarray(b * MXFP4_BLOCK, (b + n) * MXFP4_BLOCK));
+      await binding.decodeMxfp4Async(codes, s, dest.subarray(b * MXFP4_BLOCK, (b + n) * MXFP4_BLOCK));
     }
   }
 

@@ -75,9 +75,10 @@ export class TensorSet {
 }
 
 /** Reads the index (if any) and the header of every file present. */
-export async function openTensorSet(dir: string): Promise<TensorSet> {
+/** `checkAborted` throws once the caller's signal fired: called before each file is opened. */
+export async function openTensorSet(dir: string, checkAborted: () => void = () => undefined): Promise<TensorSet> {
   const indexPath = path.join(dir, INDEX_FILE);
-  if (await isPresent(indexPath)) return openIndexed(dir, indexPath);
+  if (await isPresent(indexPath)) return openIndexed(dir, indexPath, checkAborted);
   const single = path.join(dir, SINGLE_FILE);
   let names: string[];
   if (await isPresent(single)) {
@@ -91,7 +92,11 @@ export async function openTensorSet(dir: string): Promise<TensorSet> {
   if (names.length === 0) {
     throw new CheckpointError({ file: dir, code: 'ERR_MOE_CHECKPOINT_FILE' }, `no ${SINGLE_FILE}, ${INDEX_FILE} or other .safetensors file in this folder`);
   }
-  const files = await Promise.all(names.map((n) => readSafetensorsHeader(path.join(dir, n))));
+  checkAborted();
+  const files = await Promise.all(names.map(async (n) => {
+    checkAborted();
+    return readSafetensorsHeader(path.join(dir, n));
+  }));
   const where = new Map<string, string>();
   for (const f of files) {
     for (const name of f.tensors.keys()) {
@@ -112,7 +117,7 @@ function isShardName(shard: string): boolean {
     path.basename(shard) === shard && !path.isAbsolute(shard);
 }
 
-async function openIndexed(dir: string, indexPath: string): Promise<TensorSet> {
+async function openIndexed(dir: string, indexPath: string, checkAborted: () => void): Promise<TensorSet> {
   const header = (message: string, tensor?: string) =>
     new CheckpointError({ file: indexPath, tensor, code: 'ERR_MOE_CHECKPOINT_HEADER' }, `corrupt index: ${message}`);
   const index = await readJsonFile(indexPath, MAX_INDEX_BYTES, 'ERR_MOE_CHECKPOINT_HEADER');
@@ -135,7 +140,11 @@ async function openIndexed(dir: string, indexPath: string): Promise<TensorSet> {
   const present: string[] = [];
   const missing: string[] = [];
   for (const shard of [...shards].sort()) ((await isPresent(shard)) ? present : missing).push(shard);
-  const files = await Promise.all(present.map(readSafetensorsHeader));
+  checkAborted();
+  const files = await Promise.all(present.map(async (shard) => {
+    checkAborted();
+    return readSafetensorsHeader(shard);
+  }));
   // Every tensor the index lists for a shard that is here is in that shard.
   const byPath = new Map(files.map((f) => [f.path, f]));
   for (const [name, shardPath] of where) {

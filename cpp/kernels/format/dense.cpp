@@ -112,4 +112,13 @@ const FormatInfo& format_info(WeightFormat format) {
 
 const char* weight_format_name(WeightFormat format) { return format_info(format).name; }
 
+void convert_f16_to_f32(const uint16_t* src, float* dst, size_t count) {
+  for (size_t i = 0; i < count; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+// f16 -> f32 is exact, so this is one rounding (to nearest even), as f32 -> bf16.
+void convert_f16_to_bf16(const uint16_t* src, uint16_t* dst, size_t count) {
+  for (size_t i = 0; i < count; ++i) dst[i] = f32_to_bf16(f16_to_f32(src[i]));
+}
+
 }  // namespace moe
