@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace moe {
@@ -145,16 +146,33 @@ struct MoeConfig {
 // One caller tensor. `data` holds values (f32, bf16, f16) or codes (mxfp4: 16 bytes per block
 // of 32 values; int8: one byte per value), `scales` one scale per block (mxfp4: e8m0 bytes;
 // int8: f16 bits), blocks along the input axis of each output row ([E][rows][depth / 32]).
+//
+// Or per expert: `expert_data[e]` (and `expert_scales[e]` for mxfp4 and int8) point at expert
+// e's part alone ([rows][depth], or [depth][rows] when transposed), E entries each, with `data`
+// and `scales` null. The experts need not be contiguous, so a tensor may hold more elements
+// than any one caller array can (a Node 20 typed array holds at most 2^32). Every size is
+// size_t. Biases are always whole tensors.
 struct WeightTensor {
   WeightFormat format = WeightFormat::f32;
   const void* data = nullptr;
   const void* scales = nullptr;
+  std::vector<const void*> expert_data;
+  std::vector<const void*> expert_scales;
+
+  WeightTensor() = default;
+  WeightTensor(WeightFormat f, const void* d, const void* s = nullptr) : format(f), data(d), scales(s) {}
+  WeightTensor(WeightFormat f, std::vector<const void*> d, std::vector<const void*> s = {})
+      : format(f), expert_data(std::move(d)), expert_scales(std::move(s)) {}
+
+  bool per_expert() const { return !expert_data.empty(); }
+  bool given() const { return data != nullptr || per_expert(); }
 };
 
 // Caller's weights. A tensor in another format than MoeConfig::weight_format is converted
 // while packing: f32/bf16/f16 values are rounded (bf16, f16) or quantized (mxfp4, int8; the
-// rules are in format/) to it; quantized tensors must not be transposed. Biases are optional
-// (data null) and are f32, bf16 or f16 values; they are held in f32.
+// rules are in format/) to it; quantized tensors must not be transposed. w13 and w2 may each be
+// whole or per expert (WeightTensor). Biases are optional (data null), whole tensors of f32,
+// bf16 or f16 values; they are held in f32.
 struct MoeWeights {
   WeightTensor w13;
   WeightTensor w2;

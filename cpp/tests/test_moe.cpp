@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "format/format.h"
+#include "format/pack.h"
 #include "moe_cpu.h"
 #include "test_harness.h"
 #include "test_reference.h"
@@ -412,5 +414,108 @@ TEST(moe_config_and_bytes) {
           got.top_k == s.K && got.activation.kind == moe::Activation::gelu &&
           got.w13_layout == moe::W13Layout::interleaved && got.transposed &&
           got.weight_format == (wdtype == moe::DType::f32 ? moe::WeightFormat::f32 : moe::WeightFormat::bf16));
+  }
+}
+
+namespace {
+
+// A caller tensor [E][rows][depth] of `f` (or [E][depth][rows], for dense formats, when
+// transposed), made from random values: whole, and the same bytes copied into one array per
+// expert (separate allocations, as per-expert typed arrays are).
+struct ExpertArrays {
+  std::vector<uint8_t> codes, scales;
+  std::vector<std::vector<uint8_t>> expert_codes, expert_scales;
+  moe::WeightTensor whole, per_expert;
+
+  ExpertArrays(moe::WeightFormat f, size_t E, size_t rows, size_t depth, Rng& rng) {
+    const moe::FormatInfo& info = moe::format_info(f);
+    std::vector<float> values(E * rows * depth);
+    for (float& v : values) v = rng.uniform(-1, 1);
+    codes.resize(E * rows * info.row_code_bytes(depth));
+    scales.resize(E * rows * info.row_scale_bytes(depth));
+    moe::quantize_rows(f, values.data(), E * rows, depth, codes.data(), scales.empty() ? nullptr : scales.data());
+    whole = {f, codes.data(), scales.empty() ? nullptr : scales.data()};
+    per_expert.format = f;
+    const size_t code_bytes = codes.size() / E, scale_bytes = scales.size() / E;
+    for (size_t e = 0; e < E; ++e) {
+      expert_codes.emplace_back(codes.begin() + e * code_bytes, codes.begin() + (e + 1) * code_bytes);
+      per_expert.expert_data.push_back(expert_codes.back().data());
+      if (scale_bytes) {
+        expert_scales.emplace_back(scales.begin() + e * scale_bytes, scales.begin() + (e + 1) * scale_bytes);
+        per_expert.expert_scales.push_back(expert_scales.back().data());
+      }
+    }
+  }
+};
+
+}  // namespace
+
+// A tensor given as E per-expert pointers packs to exactly the bytes of the same tensor given
+// whole: every source format, converted or not, both W13 layouts, transposed (dense) or not.
+TEST(moe_per_expert_tensors_pack_like_whole_tensors) {
+  const size_t E = 3, I = 40, H = 64;
+  const moe::WeightFormat all[] = {moe::WeightFormat::f32, moe::WeightFormat::bf16, moe::WeightFormat::f16,
+                                   moe::WeightFormat::mxfp4, moe::WeightFormat::int8};
+  Rng rng(0xE9E7);
+  for (moe::WeightFormat src : all)
+    for (moe::WeightFormat dst : all)
+      for (moe::W13Layout layout : {moe::W13Layout::halves, moe::W13Layout::interleaved})
+        for (bool transposed : {false, true}) {
+          const moe::FormatInfo& s = moe::format_info(src);
+          const moe::FormatInfo& d = moe::format_info(dst);
+          if (transposed && s.quantized()) continue;
+          // Quantized sources hold blocks along the depth; transposed dense ones are [E][depth][rows]:
+          // the bytes are the same either way, only their meaning differs.
+          ExpertArrays a(src, E, 2 * I, H, rng);
+          const size_t bytes = 2 * E * moe::packed_matrix_bytes(d, I, H);
+          std::vector<uint8_t> whole(bytes, 0xA5), per_expert(bytes, 0xA5);  // panel tails past 64-byte alignment are not written
+          moe::pack_panels({a.whole, E, 2, I, H, layout, transposed}, d, whole.data(), 2);
+          moe::pack_panels({a.per_expert, E, 2, I, H, layout, transposed}, d, per_expert.data(), 2);
+          CHECK_MSG(whole == per_expert, s.name << " -> " << d.name << (layout == moe::W13Layout::interleaved ? " interleaved" : " halves")
+                                                << " transposed=" << transposed << ": per-expert packing differs");
+        }
+}
+
+// A MoeLayer built from per-expert W13 and W2 computes bit for bit what the whole-tensor layer
+// does; malformed per-expert tensors are refused before anything is allocated.
+TEST(moe_layer_from_per_expert_tensors) {
+  const Shape s{5, 64, 96, 2};
+  Rng rng(0x9E11);
+  for (moe::WeightFormat f : {moe::WeightFormat::bf16, moe::WeightFormat::mxfp4, moe::WeightFormat::int8}) {
+    ExpertArrays w13(f, s.E, 2 * s.I, s.H, rng), w2(f, s.E, s.H, s.I, rng);
+    moe::MoeConfig c = make_config(s, moe::Activation::silu, moe::W13Layout::interleaved, false, moe::DType::f32, 2);
+    c.weight_format = f;
+    const std::vector<float> b13(s.E * 2 * s.I, 0.25f), b2(s.E * s.H, -0.5f);
+    const moe::WeightTensor bias13{moe::WeightFormat::f32, b13.data(), nullptr}, bias2{moe::WeightFormat::f32, b2.data(), nullptr};
+    const moe::MoeLayer whole(c, {w13.whole, w2.whole, bias13, bias2});
+    const moe::MoeLayer per_expert(c, {w13.per_expert, w2.per_expert, bias13, bias2});
+    const moe::MoeLayer mixed(c, {w13.per_expert, w2.whole, bias13, bias2});
+    CHECK(whole.bytes() == per_expert.bytes());
+    for (size_t T : {1, 9}) {
+      const Tokens tok(s, T, false, rng);
+      const std::vector<float> a = run_forward(whole, false, tok), b = run_forward(per_expert, false, tok),
+                               m = run_forward(mixed, false, tok);
+      CHECK_MSG(bitwise_equal(a, b), moe::weight_format_name(f) << " T=" << T << ": per-expert layer differs");
+      CHECK_MSG(bitwise_equal(a, m), moe::weight_format_name(f) << " T=" << T << ": per-expert W13 + whole W2 differs");
+    }
+    const bool quantized = moe::format_info(f).quantized();
+    moe::WeightTensor short_list = w13.per_expert;
+    short_list.expert_data.pop_back();
+    CHECK_THROWS(moe::InvalidArgument, moe::MoeLayer(c, {short_list, w2.whole, {}, {}}), "E - 1 per-expert arrays");
+    moe::WeightTensor null_entry = w13.per_expert;
+    null_entry.expert_data[3] = nullptr;
+    CHECK_THROWS(moe::InvalidArgument, moe::MoeLayer(c, {null_entry, w2.whole, {}, {}}), "a null expert");
+    moe::WeightTensor both = w13.per_expert;
+    both.data = w13.whole.data;
+    CHECK_THROWS(moe::InvalidArgument, moe::MoeLayer(c, {both, w2.whole, {}, {}}), "whole and per expert at once");
+    if (quantized) {
+      moe::WeightTensor no_scales = w13.per_expert;
+      no_scales.expert_scales.clear();
+      CHECK_THROWS(moe::InvalidArgument, moe::MoeLayer(c, {no_scales, w2.whole, {}, {}}), "per-expert codes without scales");
+    }
+    moe::WeightTensor bias_per_expert;
+    bias_per_expert.format = moe::WeightFormat::f32;
+    for (size_t e = 0; e < s.E; ++e) bias_per_expert.expert_data.push_back(b13.data() + e * 2 * s.I);
+    CHECK_THROWS(moe::InvalidArgument, moe::MoeLayer(c, {w13.whole, w2.whole, bias_per_expert, {}}), "a per-expert bias");
   }
 }

@@ -26,8 +26,16 @@ void pack_rows(const ExpertTensor& s, const FormatInfo& src_format, const Format
   const size_t expert = matrix / s.parts, part = matrix % s.parts;
   const size_t source_rows = s.parts * s.rows;  // rows of one expert in the caller's tensor
   const size_t code_bytes = src_format.row_code_bytes(s.depth), scale_bytes = src_format.row_scale_bytes(s.depth);
-  const auto* codes = static_cast<const uint8_t*>(s.tensor.data) + expert * source_rows * code_bytes;
-  const auto* scales = static_cast<const uint8_t*>(s.tensor.scales) + (s.tensor.scales ? expert * source_rows * scale_bytes : 0);
+  // Expert `expert` of the caller's tensor: its own pointers (per expert), or its offset in the whole.
+  const uint8_t* codes;
+  const uint8_t* scales;
+  if (s.tensor.per_expert()) {
+    codes = static_cast<const uint8_t*>(s.tensor.expert_data[expert]);
+    scales = s.tensor.expert_scales.empty() ? nullptr : static_cast<const uint8_t*>(s.tensor.expert_scales[expert]);
+  } else {
+    codes = static_cast<const uint8_t*>(s.tensor.data) + expert * source_rows * code_bytes;
+    scales = s.tensor.scales ? static_cast<const uint8_t*>(s.tensor.scales) + expert * source_rows * scale_bytes : nullptr;
+  }
   uint8_t* out = dst + matrix * panel_count(s.rows) * panel;
   auto source_row = [&](size_t r) { return s.parts == 2 ? w13_source_row(s.layout, part * s.rows + r, s.rows) : r; };
 
@@ -49,7 +57,7 @@ void pack_rows(const ExpertTensor& s, const FormatInfo& src_format, const Format
   std::vector<uint8_t> converted(values.empty() ? 0 : format.row_code_bytes(s.depth) + format.row_scale_bytes(s.depth));
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row_codes = s.transposed ? &gathered[(r - r0) * code_bytes] : codes + source_row(r) * code_bytes;
-    const uint8_t* row_scales = s.tensor.scales ? scales + source_row(r) * scale_bytes : nullptr;
+    const uint8_t* row_scales = scales ? scales + source_row(r) * scale_bytes : nullptr;
     if (!values.empty()) {
       src_format.decode_row(row_codes, row_scales, s.depth, values.data());
       uint8_t* c = converted.data();
@@ -67,17 +75,38 @@ size_t packed_matrix_bytes(const FormatInfo& format, size_t rows, size_t depth) 
   return panel_count(rows) * format.panel_bytes(padded_depth(depth));
 }
 
-void pack_panels(const ExpertTensor& src, const FormatInfo& format, uint8_t* dst, unsigned threads) {
+void check_packable(const ExpertTensor& src, const FormatInfo& format) {
   const FormatInfo& src_format = format_info(src.tensor.format);
-  require(src.tensor.data != nullptr, "pack_panels: no data");
-  require(!src_format.quantized() || src.tensor.scales != nullptr,
-          std::string("pack_panels: ") + src_format.name + " weights need their scales");
+  const WeightTensor& t = src.tensor;
+  if (t.per_expert()) {
+    require(t.data == nullptr && t.scales == nullptr, "pack_panels: a tensor is given whole or per expert, not both");
+    require(t.expert_data.size() == src.experts, "pack_panels: " + std::to_string(t.expert_data.size()) +
+                                                     " per-expert arrays for " + std::to_string(src.experts) + " experts");
+    require(t.expert_scales.size() == (src_format.quantized() ? src.experts : 0),
+            std::string("pack_panels: ") + src_format.name + " per-expert weights need " +
+                (src_format.quantized() ? std::to_string(src.experts) + " per-expert scales" : "no scales") + ", got " +
+                std::to_string(t.expert_scales.size()));
+    for (size_t e = 0; e < src.experts; ++e) {
+      require(t.expert_data[e] != nullptr, "pack_panels: no data for expert " + std::to_string(e));
+      require(!src_format.quantized() || t.expert_scales[e] != nullptr, "pack_panels: no scales for expert " + std::to_string(e));
+    }
+  } else {
+    require(t.data != nullptr, "pack_panels: no data");
+    require(t.expert_scales.empty(), "pack_panels: per-expert scales with whole data");
+    require(!src_format.quantized() || t.scales != nullptr,
+            std::string("pack_panels: ") + src_format.name + " weights need their scales");
+  }
   require(!(src.transposed && src_format.quantized()),
           std::string("transposed: ") + src_format.name + " blocks run along the input axis of each output row; "
           "quantized weights cannot be transposed");
   require(src.depth % src_format.block_values == 0 && src.depth % format.block_values == 0,
           std::string("depth ") + std::to_string(src.depth) + " is not a multiple of the " +
               (src_format.quantized() ? src_format.name : format.name) + " block of 32 values");
+}
+
+void pack_panels(const ExpertTensor& src, const FormatInfo& format, uint8_t* dst, unsigned threads) {
+  check_packable(src, format);
+  const FormatInfo& src_format = format_info(src.tensor.format);
   const size_t tasks_per_matrix = (panel_count(src.rows) + kPanelsPerTask - 1) / kPanelsPerTask;
   ThreadPool::shared().run(src.experts * src.parts * tasks_per_matrix, threads, [&](size_t task) {
     const size_t matrix = task / tasks_per_matrix;

@@ -22,7 +22,8 @@ inline size_t w13_source_row(W13Layout layout, size_t r, size_t intermediate) {
 
 // What one caller tensor [E][parts * rows][depth] (or [E][depth][parts * rows] when
 // transposed) holds: `parts` matrices of `rows` rows per expert (2 for W13: gate and up, in
-// `layout`; 1 for W2).
+// `layout`; 1 for W2). Given whole, or per expert (WeightTensor::expert_data: expert e's
+// [parts * rows][depth] or [depth][parts * rows] alone); both pack to the same bytes.
 struct ExpertTensor {
   WeightTensor tensor;
   size_t experts;
@@ -35,6 +36,11 @@ struct ExpertTensor {
 
 // Bytes of one packed matrix of `rows` x `depth` in `format`.
 size_t packed_matrix_bytes(const FormatInfo& format, size_t rows, size_t depth);
+
+// Throws InvalidArgument for a tensor packing cannot read or convert: no data, missing scales,
+// a per-expert tensor without one pointer per expert, quantized and transposed, a depth that is
+// not a multiple of a block. pack_panels checks it first; callers may check before allocating.
+void check_packable(const ExpertTensor& src, const FormatInfo& format);
 
 // Packs every matrix of `src` into `dst` (experts * parts matrices in `format`, one after
 // another, packed_matrix_bytes each), on `threads` threads of the shared pool. Throws

@@ -19,6 +19,7 @@ void require(bool ok, const std::string& message) {
 // source(i) of the tensor.
 template <typename Source>
 std::vector<float> bias_f32(const WeightTensor& t, size_t count, const char* name, Source source) {
+  require(!t.per_expert(), std::string(name) + ": biases are whole tensors, not per-expert arrays");
   if (!t.data) return {};
   const FormatInfo& f = format_info(t.format);
   require(!f.quantized(), std::string(name) + ": biases are f32, bf16 or f16 values, not " + f.name);
@@ -78,7 +79,8 @@ MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights) : packed_
   const size_t E = config.num_experts, H = config.hidden_size, I = config.intermediate_size;
   require(E > 0 && H > 0 && I > 0, "MoeLayer: num_experts, hidden_size and intermediate_size must be > 0");
   require(config.top_k > 0 && config.top_k <= E, "MoeLayer: top_k must be in [1, num_experts]");
-  require(weights.w13.data && weights.w2.data, "MoeLayer: w13 and w2 are required");
+  require(weights.w13.given() && weights.w2.given(), "MoeLayer: w13 and w2 are required");
+
   Packed& p = *packed_;
   p.config = config;
   p.format = &format_info(config.weight_format);
@@ -93,12 +95,19 @@ MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights) : packed_
   p.kernel_names = {p.kernels.decode->name, p.kernels.prefill->name, ukernel::kPrefillMinTokensPerExpert};
   p.w13_shape = PackedMatrices(*p.format, I, H);
   p.w2_shape = PackedMatrices(*p.format, H, I);
+  // Everything packing will refuse is refused before allocating.
+  const ExpertTensor w13{weights.w13, E, 2, I, H, config.w13_layout, config.transposed};
+  const ExpertTensor w2{weights.w2, E, 1, H, I, W13Layout::halves, config.transposed};
+  check_packable(w13, *p.format);
+  check_packable(w2, *p.format);
+  require(!weights.w13_bias.per_expert() && !weights.w2_bias.per_expert(),
+          "MoeLayer: biases are whole tensors ([E, 2I], [E, H]), not per-expert arrays");
   check_memory(config, p);
   p.w13 = AlignedBuffer(2 * E * p.w13_shape.matrix_bytes);
   p.w2 = AlignedBuffer(E * p.w2_shape.matrix_bytes);
   const unsigned threads = p.threads();
-  pack_panels({weights.w13, E, 2, I, H, config.w13_layout, config.transposed}, *p.format, p.w13.as<uint8_t>(), threads);
-  pack_panels({weights.w2, E, 1, H, I, W13Layout::halves, config.transposed}, *p.format, p.w2.as<uint8_t>(), threads);
+  pack_panels(w13, *p.format, p.w13.as<uint8_t>(), threads);
+  pack_panels(w2, *p.format, p.w2.as<uint8_t>(), threads);
   p.w13_bias = bias_f32(weights.w13_bias, E * 2 * I, "w13_bias", [&](size_t i) {
     return (i / (2 * I)) * 2 * I + w13_source_row(config.w13_layout, i % (2 * I), I);
   });
