@@ -1,6 +1,6 @@
 // Standalone gated activations over [T, 2I] -> [T, I]; either W13 layout, f32 or bf16.
 import { binding } from './binding';
-import { boolean, finiteNumber, object, oneOf, positiveInteger, sameType, weightArray, type WeightArray } from './validate';
+import { activationArray, boolean, finiteNumber, object, oneOf, positiveInteger, sameType, type WeightArray } from './validate';
 import { rangeError } from './errors';
 
 export type Activation = 'swigluoai' | 'silu' | 'gelu' | 'gelu_tanh';
@@ -29,7 +29,7 @@ function gated<T extends WeightArray>(x: T, options: GatedShape, kind: Activatio
   const tokens = positiveInteger(o.tokens, 'tokens');
   const I = positiveInteger(o.intermediateSize, 'intermediateSize');
   const interleaved = boolean(o.isInterleaved, 'isInterleaved');
-  const input = weightArray(x, 'x') as T;
+  const input = activationArray(x, 'x') as T;
   if (input.length !== tokens * 2 * I) {
     throw rangeError(`x: expected length ${tokens * 2 * I} ([T=${tokens}, 2I=${2 * I}]), got ${input.length}`);
   }

@@ -3,7 +3,7 @@
 // one token per request can batch them without changing its code.
 import { abortError, rangeError, typeError } from './errors';
 import type { ForwardOptions, MoeLayer, Route } from './layer';
-import { describe, object, optionalSignal, positiveInteger, weightArray, type WeightArray } from './validate';
+import { activationArray, describe, object, optionalSignal, positiveInteger, type WeightArray } from './validate';
 
 export interface BatcherOptions {
   /** Tokens one native call takes at most (default 64); a larger call runs on its own. */
@@ -57,7 +57,7 @@ export class ForwardBatcher {
   /** As `layer.forward`; may wait up to `maxDelayMs` for company. */
   forward<T extends WeightArray>(hiddenArg: T, route?: Route, options?: ForwardOptions): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const hidden = weightArray(hiddenArg, 'hidden');
+      const hidden = activationArray(hiddenArg, 'hidden');
       const H = this.layer.hiddenSize;
       if (hidden.length % H !== 0) {
         throw rangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);

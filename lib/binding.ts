@@ -60,11 +60,15 @@ export interface NativeRouter {
 }
 
 export type TensorData = Float32Array | Uint16Array | Uint8Array | Int8Array;
-/** A weight tensor as the addon takes it: values or codes in `format`, with scales for mxfp4 and int8. */
+/**
+ * A weight tensor as the addon takes it: values or codes in `format`, with scales for mxfp4 and
+ * int8; for w13 and w2, either field may instead be an array of one typed array per expert (both
+ * fields alike).
+ */
 export interface NativeTensor {
   format: string;
-  data: TensorData;
-  scales?: Uint8Array | Uint16Array;
+  data: TensorData | TensorData[];
+  scales?: Uint8Array | Uint16Array | (Uint8Array | Uint16Array)[];
 }
 
 /** The micro-kernels a layer runs (`layer.kernels`); names as in `cpuInfo().ukernels`. */

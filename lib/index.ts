@@ -1,5 +1,8 @@
 // moe-cpu: the Mixture-of-Experts layer of modern LLMs, on the CPU, from Node.js.
-export { MoeLayer, type MoeLayerOptions, type ForwardOptions, type Route, type WeightInput, type KernelChoice } from './layer';
+export {
+  MoeLayer, type MoeLayerOptions, type ForwardOptions, type Route, type WeightInput, type BiasInput, type PerExpertWeights,
+  type PerExpertMxfp4Tensor, type PerExpertInt8Tensor, type Float16ArrayLike, type KernelChoice,
+} from './layer';
 export { ForwardBatcher, type BatcherOptions } from './batcher';
 export {
   quantize, dequantize, type WeightDtype, type QuantizedFormat, type Mxfp4Tensor, type Int8Tensor, type QuantizedTensor,

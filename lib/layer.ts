@@ -8,18 +8,51 @@ import {
 } from './quantize';
 import { checkRouting, checkTopK, type RouteIds, type Routing } from './routing';
 import {
-  boolean, describe, finiteNumber, object, oneOf, optionalBoolean, optionalSignal, positiveInteger, sameType, threadCount, typedArray, weightArray,
-  type WeightArray,
+  activationArray, boolean, describe, finiteNumber, object, oneOf, optionalBoolean, optionalSignal, positiveInteger, routerValues, sameType,
+  threadCount, typedArray, type WeightArray,
 } from './validate';
 import { ERR_ABORTED, abortError, disposedError, typeError, rangeError } from './errors';
 
 export type { KernelChoice, WeightDtype };
 
 /**
- * One expert weight tensor as `MoeLayer` takes it: f32 values, 16-bit values (bf16 bit patterns,
- * or f16 ones for an `'f16'` layer), or a pre-quantized tensor of the layer's format.
+ * A Float16Array (a global of Node >= 24), typed by its shape so that these declarations need
+ * no `ESNext.Float16` lib. Its values are f16: an `'f16'` layer keeps them, the others convert
+ * them while packing.
  */
-export type WeightInput = WeightArray | QuantizedTensor;
+export interface Float16ArrayLike extends ArrayBufferView {
+  readonly length: number;
+  readonly [Symbol.toStringTag]: 'Float16Array';
+}
+
+/** mxfp4 blocks and scales per expert: `blocks[e]` [rows, depth/32, 16], `scales[e]` [rows, depth/32]. */
+export interface PerExpertMxfp4Tensor {
+  blocks: Uint8Array[];
+  scales: Uint8Array[];
+}
+
+/** int8 codes and scales per expert: `codes[e]` [rows, depth], `scales[e]` [rows, depth/32]. */
+export interface PerExpertInt8Tensor {
+  codes: Int8Array[];
+  scales: Uint16Array[];
+}
+
+/**
+ * A weight given per expert: E arrays of one type, expert e's part of the tensor each (the
+ * way past the 2^32 elements a Node 20 typed array holds). Pre-quantized tensors are given per
+ * field (`{ blocks: Uint8Array[], scales: Uint8Array[] }`), not as an array of tensors.
+ */
+export type PerExpertWeights = Float32Array[] | Uint16Array[] | Float16ArrayLike[] | PerExpertMxfp4Tensor | PerExpertInt8Tensor;
+
+/**
+ * One expert weight tensor as `MoeLayer` takes it: f32 values, 16-bit values (bf16 bit patterns,
+ * or f16 ones for an `'f16'` layer), f16 values in a Float16Array, or a pre-quantized tensor of
+ * the layer's format; whole, or per expert ({@link PerExpertWeights}).
+ */
+export type WeightInput = WeightArray | Float16ArrayLike | QuantizedTensor | PerExpertWeights;
+
+/** A bias or router weight: f32 values, 16-bit patterns, or a Float16Array (f16 values). One array for all experts. */
+export type BiasInput = WeightArray | Float16ArrayLike;
 
 export interface MoeLayerOptions {
   numExperts: number;
@@ -38,26 +71,36 @@ export interface MoeLayerOptions {
    *   format ({@link Mxfp4Tensor}, {@link Int8Tensor}); hiddenSize and intermediateSize must be
    *   multiples of 32 (blocks of 32 along each matrix's input axis). A NaN or infinity becomes
    *   a NaN block in mxfp4 and is a RangeError for int8 (which cannot hold it).
+   * - Every layer also takes a Float16Array (Node >= 24) for weights and biases: f16 values,
+   *   kept by an `'f16'` layer, converted while packing by the others.
    */
   weightDtype: WeightDtype;
   /**
    * [E, 2I, H] (or [E, H, 2I] when transposed). A pre-quantized tensor is [E, 2I, H/32] blocks
    * (mxfp4: `blocks` [E, 2I, H/32, 16] and `scales` [E, 2I, H/32]; int8: `codes` [E, 2I, H] and
    * `scales` [E, 2I, H/32]) and cannot be transposed.
+   *
+   * Or per expert: an array of E arrays of one type, each [2I, H] (or [H, 2I] when
+   * transposed); pre-quantized, per field: mxfp4 `{ blocks: Uint8Array[], scales: Uint8Array[] }`
+   * (each [2I, H/32, 16] and [2I, H/32]), int8 `{ codes: Int8Array[], scales: Uint16Array[] }`.
+   * It packs to the same layer as the whole tensor. A Node 20 typed array holds at most 2^32
+   * elements: a larger tensor must be given per expert.
    */
   w13: WeightInput;
   /**
    * [E, H, I] (or [E, I, H] when transposed). Pre-quantized: mxfp4 `blocks` [E, H, I/32, 16] and
    * `scales` [E, H, I/32]; int8 `codes` [E, H, I] and `scales` [E, H, I/32]; never transposed.
+   * Or per expert, as w13: E arrays of [H, I] (or [I, H]).
    */
   w2: WeightInput;
   /**
-   * [E, 2I], in the W13 layout. f32 and bf16 layers: the weights' dtype; f16, mxfp4 and int8
-   * layers: Float32Array, or Uint16Array of f16 (an `'f16'` layer) or bf16 bit patterns.
+   * [E, 2I], in the W13 layout: one array for all experts (biases are small and never per
+   * expert). f32 and bf16 layers: the weights' dtype; f16, mxfp4 and int8 layers: Float32Array,
+   * or Uint16Array of f16 (an `'f16'` layer) or bf16 bit patterns; any layer: Float16Array.
    */
-  w13Bias?: WeightArray;
+  w13Bias?: BiasInput;
   /** [E, H]; the same types as w13Bias. */
-  w2Bias?: WeightArray;
+  w2Bias?: BiasInput;
   /** W13 given as [E, H, 2I] and W2 as [E, I, H] (values only: not with pre-quantized tensors). */
   transposed?: boolean;
   swigluAlpha?: number;
@@ -66,12 +109,13 @@ export interface MoeLayerOptions {
   /** Native threads for this layer's forward; default: physical cores. */
   threads?: number;
   /**
-   * Router [E, H] (Float32Array, or Uint16Array bf16; any weightDtype): with it, `forward(hidden)`
-   * routes by itself: logits = hidden · routerWeightᵀ + routerBias (fp32 accumulation), then `routing`.
+   * Router [E, H] (Float32Array, Uint16Array bf16, or Float16Array, widened to f32; any
+   * weightDtype): with it, `forward(hidden)` routes by itself: logits = hidden · routerWeightᵀ +
+   * routerBias (fp32 accumulation), then `routing`.
    */
-  routerWeight?: WeightArray;
-  /** [E], Float32Array or bf16 Uint16Array; only with routerWeight. */
-  routerBias?: WeightArray;
+  routerWeight?: BiasInput;
+  /** [E], Float32Array, bf16 Uint16Array or Float16Array; only with routerWeight. */
+  routerBias?: BiasInput;
 }
 
 /** Options of an async forward. */
@@ -296,7 +340,7 @@ export class MoeLayer {
   #checkHidden<T extends WeightArray>(hiddenArg: T): { hidden: T; tokens: number } {
     this.#live();
     const H = this.hiddenSize;
-    const hidden = weightArray(hiddenArg, 'hidden') as T;
+    const hidden = activationArray(hiddenArg, 'hidden') as T;
     if (hidden.length % H !== 0) {
       throw rangeError(`hidden: expected a length that is a multiple of hiddenSize (${H}), got ${hidden.length}`);
     }
@@ -398,9 +442,9 @@ function planLayer(options: MoeLayerOptions): LayerPlan {
   };
 }
 
-/** routerWeight / routerBias: Float32Array or bf16 Uint16Array of `length` elements. */
+/** routerWeight / routerBias: Float32Array or bf16 Uint16Array of `length` elements (a Float16Array is widened to f32). */
 function routerArray(value: unknown, name: string, length: number, shape: string): WeightArray {
-  const array = weightArray(value, name);
+  const array = routerValues(value, name);
   if (array.length !== length) throw rangeError(`${name}: expected length ${length} (${shape}), got ${array.length}`);
   return array;
 }

@@ -139,12 +139,51 @@ export function typedArray<T extends Float32Array | Uint16Array | Int32Array | U
   return array;
 }
 
+/**
+ * A Float16Array (a global of Node >= 24; none on Node 20), from this realm or another. Node-API
+ * reports it as a typed array type the addon does not take, so it is recognised here.
+ */
+export function isFloat16Array(value: unknown): value is ArrayBufferView & { length: number } {
+  const isKind = (types as { isFloat16Array?: (v: unknown) => boolean }).isFloat16Array;
+  if (isKind) return isKind(value);
+  const ctor = (globalThis as { Float16Array?: abstract new (...args: never[]) => unknown }).Float16Array;
+  return ctor !== undefined && value instanceof ctor;
+}
+
+/** The f16 bit patterns of a Float16Array: a Uint16Array view of the same memory (no copy). */
+export function f16BitsOf(value: ArrayBufferView & { length: number }, name: string): Uint16Array {
+  if (isDetached(value.buffer)) throw typeError(`${name}: its ArrayBuffer is detached`);
+  return new Uint16Array(value.buffer as ArrayBuffer, value.byteOffset, value.length);
+}
+
 /** A Float32Array or a Uint16Array (bf16), whichever it is. */
-export function weightArray(value: unknown, name: string): WeightArray {
+export function weightArray(value: unknown, name: string, note = ''): WeightArray {
   value = adopt(value);
   if (value instanceof Float32Array) return typedArray(value, name, Float32Array);
   if (value instanceof Uint16Array) return typedArray(value, name, Uint16Array);
+  if (isFloat16Array(value)) {
+    throw typeError(`${name}: expected Float32Array (f32) or Uint16Array (bf16 bit patterns), got ${describe(value)}` +
+      (note || ` (f16 values are not taken here: convert them with Float32Array.from(${name}))`));
+  }
   throw typeError(`${name}: expected Float32Array (f32) or Uint16Array (bf16 bit patterns), got ${describe(value)}`);
+}
+
+/** Activations (hidden, x): f32 or bf16 only; a Float16Array is refused by name. */
+export function activationArray(value: unknown, name: string): WeightArray {
+  return weightArray(value, name, ` (activations are f32 or bf16 only: convert f16 values with Float32Array.from(${name}))`);
+}
+
+/**
+ * A router-sized weight (routerWeight, routerBias, sharedExpertGate): f32 values, bf16 bit
+ * patterns, or a Float16Array, whose values are widened to a new Float32Array (exactly).
+ */
+export function routerValues(value: unknown, name: string): WeightArray {
+  value = adopt(value);
+  if (isFloat16Array(value)) {
+    f16BitsOf(value, name); // refuses a detached buffer
+    return Float32Array.from(value as unknown as ArrayLike<number>);
+  }
+  return weightArray(value, name);
 }
 
 export function sameType<T extends WeightArray>(like: T, length: number): T {

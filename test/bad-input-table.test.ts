@@ -63,6 +63,29 @@ for (const [arg, length] of [['w13', E * 2 * I * H], ['w2', E * H * I], ['w13Bia
   add('MoeLayer', arg, [new Float32Array(length - 1), new Float32Array(length + 1), new Float32Array(0)], 'RangeError', (v) => ctor({ [arg]: v })());
 }
 add('MoeLayer', 'w13', [undefined, null], 'TypeError', (v) => ctor({ w13: v })());
+// Per expert: E arrays of one type, [2I, H] / [H, I] each; pre-quantized per field; biases never per expert.
+const experts = <T extends Float32Array>(a: T) => Array.from({ length: E }, (_, e) => a.slice(e * (a.length / E), (e + 1) * (a.length / E)));
+const with13 = (i: number, v: unknown) => experts(w13).map((a, e) => (e === i ? v : a));
+add('MoeLayer', 'w13[2]', [new Float32Array(2 * I * H - 1), new Float32Array(0)], 'RangeError', (v) => ctor({ w13: with13(2, v) })());
+add('MoeLayer', 'w13[2]', [new Uint16Array(2 * I * H), new Float64Array(2 * I * H), null, 'x'], 'TypeError', (v) => ctor({ w13: with13(2, v) })());
+add('MoeLayer', 'w2[0]', [new Float32Array(H * I + 1)], 'RangeError', (v) => ctor({ w2: experts(w2).map((a, e) => (e === 0 ? v : a)) })());
+add('MoeLayer', 'w13', [experts(w13).slice(1), [...experts(w13), experts(w13)[0]], []], 'RangeError', (v) => ctor({ w13: v })());
+const mx13 = quantize(w13, [E * 2 * I, H], 'mxfp4');
+const mxExperts = { blocks: experts(mx13.blocks as never) as unknown as Uint8Array[], scales: experts(mx13.scales as never) as unknown as Uint8Array[] };
+add('MoeLayer', 'w13[0]', [experts(w13).map((a) => quantize(a, [2 * I, H], 'mxfp4'))], 'TypeError', (v) => ctor({ weightDtype: 'mxfp4', w13: v })());
+add('MoeLayer', 'w13.scales', [mx13.scales], 'TypeError', (v) => ctor({ weightDtype: 'mxfp4', w13: { blocks: mxExperts.blocks, scales: v } })());
+add('MoeLayer', 'w13.blocks[1]', [new Uint8Array(3)], 'RangeError',
+  (v) => ctor({ weightDtype: 'mxfp4', w13: { blocks: mxExperts.blocks.map((b, e) => (e === 1 ? v : b)), scales: mxExperts.scales } })());
+add('MoeLayer', 'w13.scales[3]', [new Uint16Array(2 * I * H / 32)], 'TypeError',
+  (v) => ctor({ weightDtype: 'mxfp4', w13: { blocks: mxExperts.blocks, scales: mxExperts.scales.map((b, e) => (e === 3 ? v : b)) } })());
+add('MoeLayer', 'w13Bias', [experts(randF32(rng, E * 2 * I))], 'TypeError', (v) => ctor({ w13Bias: v })());
+add('MoeLayer', 'w2Bias', [experts(randF32(rng, E * H))], 'TypeError', (v) => ctor({ w2Bias: v })());
+// A tensor larger than one typed array can hold on this runtime names the per-expert form (Node 20: 2^32 elements).
+add('MoeLayer', 'w13', [new Uint16Array(5)], 'RangeError', (v) => new MoeLayer({
+  numExperts: 256, hiddenSize: 7168, intermediateSize: 2048, topK: 8, activation: 'silu', isW13Interleaved: false, weightDtype: 'bf16',
+  w13: v, w2: new Uint16Array(5) } as never));
+// Float16Array activations: never (f32 or bf16 hidden only); where the runtime has no Float16Array these cases are not added.
+const F16 = (globalThis as { Float16Array?: new (n: number) => ArrayBufferView }).Float16Array;
 add('MoeLayer', 'routing', NOT_AN_OBJECT, 'TypeError', (v) => ctor({ routing: v })());
 add('MoeLayer', 'routing.mode', ['topk', 'sigmoid'], 'RangeError', (v) => ctor({ routing: { mode: v } })());
 add('MoeLayer', 'routing.routedScalingFactor', [...BAD_FLOAT, 0, -2], 'RangeError',
@@ -92,6 +115,14 @@ for (const [name, run] of [['forwardSync', (h: unknown, r?: unknown) => plain.fo
   add(name, 'route.ids', [new Uint32Array(T * K), null], 'TypeError', (v) => run(hidden, { ids: v, weights: new Float32Array(T * K) }));
   add(name, 'route.weights', [new Float32Array(T * K).fill(NaN), new Float32Array(T * K).fill(Infinity), new Float32Array(T * K + 1)],
     'RangeError', (v) => run(hidden, { ids: new Int32Array(T * K), weights: v }));
+}
+if (F16) {
+  add('forwardSync', 'hidden', [new F16(T * H)], 'TypeError', (v) => plain.forwardSync(v as never, { logits: new Float32Array(T * E) }));
+  add('forward', 'hidden', [new F16(T * H)], 'TypeError', (v) => plain.forward(v as never, { logits: new Float32Array(T * E) }));
+  add('forward (router)', 'hidden', [new F16(T * H)], 'TypeError', (v) => layer.forward(v as never));
+  add('MoeLayer', 'w13', [new F16(E * 2 * I * H - 1)], 'RangeError', (v) => ctor({ w13: v })());
+  add('MoeLayer', 'w13[1]', [new F16(2 * I * H)], 'TypeError', (v) => ctor({ w13: with13(1, v) })());
+  add('MoeLayer', 'routerWeight', [new F16(E * H + 1)], 'RangeError', (v) => ctor({ routerWeight: v })());
 }
 add('forward (router)', 'hidden', [new Float32Array(T * H).fill(NaN)], 'RangeError', (v) => layer.forward(v as never));
 add('forwardSync (router)', 'hidden', [new Float32Array(T * H).fill(Infinity)], 'RangeError', (v) => layer.forwardSync(v as never));

@@ -57,7 +57,7 @@ describe('worker_threads', () => {
       w13Experts: Array.from({ length: E }, (_, e) => shared(w13.subarray(e * 2 * I * H, (e + 1) * 2 * I * H))),
       w2Experts: Array.from({ length: E }, (_, e) => shared(w2.subarray(e * H * I, (e + 1) * H * I))),
     };
-    const perExpert = false; // per-expert arrays: see the per-expert merge
+    const perExpert = true; // odd Workers pack from per-expert arrays
     const workers = Array.from({ length: WORKERS }, (_, i) => runWorker({
       pkg: ROOT, checkpoint: ckpt.dir, layer, hidden: shared(hidden), tokens: T, options: workerOptions, perExpert: perExpert && i % 2 === 1,
     }));

@@ -346,25 +346,57 @@ napi_typedarray_type scale_type(moe::WeightFormat f) {
   return f == moe::WeightFormat::int8 ? napi_uint16_array : napi_uint8_array;
 }
 
-// A weight tensor of `rows` rows of `depth` values, as the facade passes it:
-// { format, data, scales? } (scales for the quantized formats). Lengths are checked here.
-moe::WeightTensor tensor_arg(const Napi::Value& value, const char* name, size_t rows, size_t depth) {
+// A weight tensor of `experts` x `rows` rows of `depth` values, as the facade passes it:
+// { format, data, scales? } (scales for the quantized formats), each a typed array holding all
+// experts, or (when `per_expert` is allowed: w13, w2) each an Array of `experts` typed arrays,
+// one per expert ([rows, depth] each). Types and lengths are checked here; the napi_value of
+// every typed array whose memory the tensor points into is appended to `arrays` (an async
+// packing holds a reference to each while it runs).
+moe::WeightTensor tensor_arg(const Napi::Value& value, const std::string& name, size_t experts, size_t rows, size_t depth,
+                             bool per_expert, std::vector<napi_value>& arrays) {
   Napi::Env env = value.Env();
-  if (!value.IsObject()) throw_type(env, std::string(name) + ": expected { format, data, scales? }");
+  if (!value.IsObject()) throw_type(env, name + ": expected { format, data, scales? }");
   Napi::Object o = value.As<Napi::Object>();
   moe::WeightTensor t;
-  t.format = format_arg(o.Get("format"), (std::string(name) + ".format").c_str());
-  checked_mul(env, {rows, depth, 4}, name);  // tensor_geometry's products cannot wrap
-  const moe::TensorGeometry g = moe::tensor_geometry(t.format, rows, depth);
-  if (!g.valid) throw_range(env, std::string(name) + ": depth " + std::to_string(depth) + " is not a multiple of the " +
+  t.format = format_arg(o.Get("format"), (name + ".format").c_str());
+  checked_mul(env, {experts, rows, depth, 4}, name.c_str());  // tensor_geometry's products cannot wrap
+  const Napi::Value data = o.Get("data"), scales = o.Get("scales");
+  const bool list = data.IsArray();
+  if (list && !per_expert) throw_type(env, name + ".data: expected one typed array (a bias is not given per expert)");
+  // Per expert: the geometry of one expert's part; whole: of all of it.
+  const moe::TensorGeometry g = moe::tensor_geometry(t.format, list ? rows : experts * rows, depth);
+  if (!g.valid) throw_range(env, name + ": depth " + std::to_string(depth) + " is not a multiple of the " +
                                      moe::weight_format_name(t.format) + " block of 32 values");
-  Span data = typed_array(o.Get("data"), (std::string(name) + ".data").c_str(), {data_type(t.format)});
-  expect_length(env, data, g.data_elements, (std::string(name) + ".data").c_str());
-  t.data = data.data;
-  if (g.scale_elements) {
-    Span scales = typed_array(o.Get("scales"), (std::string(name) + ".scales").c_str(), {scale_type(t.format)});
-    expect_length(env, scales, g.scale_elements, (std::string(name) + ".scales").c_str());
-    t.scales = scales.data;
+  if (g.scale_elements && scales.IsArray() != list) {
+    throw_type(env, name + ".scales: expected " + (list ? "an Array of per-expert typed arrays, as data" : "one typed array, as data"));
+  }
+  auto take = [&](const Napi::Value& v, const std::string& what, napi_typedarray_type type, size_t length) {
+    Span span = typed_array(v, what.c_str(), {type});
+    expect_length(env, span, length, what.c_str());
+    arrays.push_back(v);
+    return span.data;
+  };
+  if (!list) {
+    t.data = take(data, name + ".data", data_type(t.format), g.data_elements);
+    if (g.scale_elements) t.scales = take(scales, name + ".scales", scale_type(t.format), g.scale_elements);
+    return t;
+  }
+  const Napi::Array data_list = data.As<Napi::Array>();
+  const Napi::Array scale_list = g.scale_elements ? scales.As<Napi::Array>() : Napi::Array();
+  if (data_list.Length() != experts) {
+    throw_range(env, name + ".data: expected " + std::to_string(experts) + " per-expert arrays (numExperts), got " +
+                         std::to_string(data_list.Length()));
+  }
+  if (g.scale_elements && scale_list.Length() != experts) {
+    throw_range(env, name + ".scales: expected " + std::to_string(experts) + " per-expert arrays (numExperts), got " +
+                         std::to_string(scale_list.Length()));
+  }
+  for (uint32_t e = 0; e < experts; ++e) {
+    const std::string index = "[" + std::to_string(e) + "]";
+    t.expert_data.push_back(take(data_list.Get(e), name + ".data" + index, data_type(t.format), g.data_elements));
+    if (g.scale_elements) {
+      t.expert_scales.push_back(take(scale_list.Get(e), name + ".scales" + index, scale_type(t.format), g.scale_elements));
+    }
   }
   return t;
 }
@@ -667,6 +699,7 @@ bool has_tag(const Napi::Value& value, const napi_type_tag& tag) {
 struct LayerArgs {
   moe::MoeConfig config;
   moe::MoeWeights weights;
+  std::vector<napi_value> arrays;  // every typed array the weights point into (valid during the call)
 };
 
 LayerArgs layer_args(const Napi::CallbackInfo& info) {
@@ -692,30 +725,26 @@ LayerArgs layer_args(const Napi::CallbackInfo& info) {
   const size_t E = c.num_experts, H = c.hidden_size, I = c.intermediate_size;
   moe::MoeWeights& w = args.weights;
   const size_t w13_rows = checked_mul(env, {E, 2, I}, "w13"), w2_rows = checked_mul(env, E, H, "w2");
-  w.w13 = tensor_arg(info[1], "w13", w13_rows, H);
-  w.w2 = tensor_arg(info[2], "w2", w2_rows, I);
-  if (!info[3].IsUndefined() && !info[3].IsNull()) w.w13_bias = tensor_arg(info[3], "w13Bias", w13_rows, 1);
-  if (!info[4].IsUndefined() && !info[4].IsNull()) w.w2_bias = tensor_arg(info[4], "w2Bias", w2_rows, 1);
+  w.w13 = tensor_arg(info[1], "w13", E, 2 * I, H, true, args.arrays);
+  w.w2 = tensor_arg(info[2], "w2", E, H, I, true, args.arrays);
+  if (!info[3].IsUndefined() && !info[3].IsNull()) w.w13_bias = tensor_arg(info[3], "w13Bias", 1, w13_rows, 1, false, args.arrays);
+  if (!info[4].IsUndefined() && !info[4].IsNull()) w.w2_bias = tensor_arg(info[4], "w2Bias", 1, w2_rows, 1, false, args.arrays);
   return args;
 }
 
 // Packs a layer on the dispatcher thread. The caller's weight arrays are read while it runs:
-// the task holds references to them (the facade documents that they must not change).
+// the task holds a reference to every typed array the weights point into, per-expert ones
+// included (the facade documents that they must not change).
 class PackTask : public AsyncTask {
  public:
-  PackTask(Napi::Env env, LayerArgs args, const Napi::CallbackInfo& info, napi_ref native_layer)
-      : args_(std::move(args)), native_layer_(native_layer) {
-    for (size_t i = 1; i <= 4; ++i) {
-      if (!info[i].IsObject()) continue;
-      Napi::Object tensor = info[i].As<Napi::Object>();
-      for (const char* key : {"data", "scales"}) {
-        Napi::Value array = tensor.Get(key);
-        if (!array.IsObject()) continue;
-        napi_ref ref;
-        NAPI_THROW_IF_FAILED_VOID(env, napi_create_reference(env, array, 1, &ref));
-        keep_.push_back(ref);
-      }
+  PackTask(Napi::Env env, LayerArgs args, napi_ref native_layer) : args_(std::move(args)), native_layer_(native_layer) {
+    keep_.reserve(args_.arrays.size());
+    for (napi_value array : args_.arrays) {
+      napi_ref ref;
+      NAPI_THROW_IF_FAILED_VOID(env, napi_create_reference(env, array, 1, &ref));
+      keep_.push_back(ref);
     }
+    args_.arrays.clear();  // napi_values do not outlive the call
   }
 
  private:
@@ -1127,7 +1156,7 @@ Napi::Value CreateNativeLayer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnvTasks* tasks = AsyncTask::TasksOf(env);
   LayerArgs args = layer_args(info);
-  return AsyncTask::Queue(env, new PackTask(env, std::move(args), info, tasks->native_layer));
+  return AsyncTask::Queue(env, new PackTask(env, std::move(args), tasks->native_layer));
 }
 
 // ------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 // MoeBlock: the MoE block of one transformer layer — routed experts with their router, plus the
 // shared expert of Qwen2-MoE / DeepSeek-V3 where there is one — as composition of MoeLayers.
 import { binding, type NativeRouter } from '../binding';
-import { MoeLayer, forwardBlock, forwardBlockSync, type ForwardOptions, type Route, type SharedExpertPart, type WeightDtype } from '../layer';
-import { describe, object, weightArray, type WeightArray } from '../validate';
+import { MoeLayer, forwardBlock, forwardBlockSync, type BiasInput, type ForwardOptions, type Route, type SharedExpertPart, type WeightDtype } from '../layer';
+import { describe, object, routerValues, type WeightArray } from '../validate';
 import type { Family } from './config';
 import { disposedError, typeError, rangeError } from '../errors';
 
@@ -11,8 +11,8 @@ export interface MoeBlockOptions {
   experts: MoeLayer;
   /** A shared expert every token goes through: a MoeLayer with numExperts 1 and topK 1. */
   sharedExperts?: MoeLayer;
-  /** [1, H] (f32 or bf16): scales the shared expert's output by sigmoid(gate · x) (Qwen2-MoE); without it, by 1. */
-  sharedExpertGate?: WeightArray;
+  /** [1, H] (f32, bf16, or a Float16Array widened to f32): scales the shared expert's output by sigmoid(gate · x) (Qwen2-MoE); without it, by 1. */
+  sharedExpertGate?: BiasInput;
   /** Metadata of a block loaded from a checkpoint. */
   family?: Family;
   layer?: number;
@@ -56,7 +56,7 @@ export class MoeBlock {
     let gate: WeightArray | null = null;
     if (o.sharedExpertGate !== undefined) {
       if (!shared) throw typeError('sharedExpertGate: given without sharedExperts');
-      gate = weightArray(o.sharedExpertGate, 'sharedExpertGate');
+      gate = routerValues(o.sharedExpertGate, 'sharedExpertGate');
       if (gate.length !== experts.hiddenSize) {
         throw rangeError(`sharedExpertGate: expected length ${experts.hiddenSize} ([1, H=${experts.hiddenSize}]), got ${gate.length}`);
       }
