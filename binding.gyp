@@ -43,7 +43,7 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "conditions": [
-        ["target_arch == 'x64'", { "dependencies": ["moe_isa_avx2", "moe_isa_avx512"] }],
+        ["target_arch == 'x64'", { "dependencies": ["moe_isa_avx2", "moe_isa_avx512", "moe_isa_amx"] }],
         ["target_arch == 'arm64' and OS != 'win'", { "dependencies": ["moe_isa_neon", "moe_isa_neon_bf16"] }],
         ["target_arch == 'arm64' and OS == 'linux'", { "dependencies": ["moe_isa_sve", "moe_isa_sve_bf16"] }]
       ]
@@ -65,6 +65,13 @@
           "sources": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512.sources.join(' ')\")"],
           "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512.flags.join(' ')\")"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.avx512.flags.join(' ')\")"] }
+        },
+        {
+          "target_name": "moe_isa_amx",
+          "type": "static_library",
+          "sources": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.amx.sources.join(' ')\")"],
+          "cflags_cc": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.amx.flags.join(' ')\")"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<!@(node -p \"require('./cpp/sources.json').isa.x64.amx.flags.join(' ')\")"] }
         }
       ]
     }],

@@ -11,7 +11,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** Kernel sets docs/design.md names, per architecture. */
 const ISAS: Record<string, string[]> = {
-  x64: ['scalar', 'avx2', 'avx512'],
+  x64: ['scalar', 'avx2', 'avx512', 'amx'],
   arm64: ['scalar', 'neon', 'sve'],
 };
 
@@ -41,7 +41,7 @@ process.stdin.on('data', (d) => (input += d));
 process.stdin.on('end', () => {
   let m, kernel;
   try { m = require('moe-cpu'); kernel = m.cpuInfo().kernel; }
-  catch (e) { process.stdout.write(JSON.stringify({ error: e.message })); return; }
+  catch (e) { process.stdout.write(JSON.stringify({ error: e.message, code: e.code, name: e.name })); return; }
   const results = JSON.parse(input).map((c) => {
     if (c.kind === 'moe') return enc(new m.MoeLayer(dec(c.options)).forwardSync(dec(c.hidden), dec(c.route)));
     if (c.kind === 'route') { const r = m.selectExperts(dec(c.logits), dec(c.options)); return [enc(r.ids), enc(r.weights)]; }
@@ -148,18 +148,19 @@ describe('every kernel set, forced with MOE_CPU_ISA, against the reference', () 
   const cases = [...moeCases(), ...activationCases(), ...routingCases()];
   const input = JSON.stringify(cases.map((c) => c.wire));
 
-  test.each(ISAS[process.arch] ?? ['scalar'])('MOE_CPU_ISA=%s', (isa) => {
+  test.for(ISAS[process.arch] ?? ['scalar'])('MOE_CPU_ISA=%s', (isa, { skip }) => {
     const r = spawnSync(process.execPath, ['-e', CHILD], {
       cwd: ROOT, input, encoding: 'utf8', env: { ...process.env, MOE_CPU_ISA: isa }, timeout: 60_000, maxBuffer: 1 << 28,
     });
     expect(r.status, `exit ${r.status} signal ${r.signal}\n${r.stderr}`).toBe(0);
-    const reply = JSON.parse(r.stdout) as { kernel?: string; results?: unknown[]; error?: string };
+    const reply = JSON.parse(r.stdout) as { kernel?: string; results?: unknown[]; error?: string; code?: string; name?: string };
     if (reply.error !== undefined) {
       // Not runnable here (not built, or this CPU lacks it): must be a clear error, never 'scalar' in disguise.
       expect(isa, `scalar must always run: ${reply.error}`).not.toBe('scalar');
-      expect(reply.error).toContain('MOE_CPU_ISA');
-      console.info(`MOE_CPU_ISA=${isa}: not available here (${reply.error})`);
-      return;
+      expect(reply.error).toMatch(new RegExp(`^MOE_CPU_ISA=${isa}: this (CPU lacks|build has no such kernel set)`));
+      expect([reply.name, reply.code]).toEqual(['RangeError', 'ERR_MOE_INVALID_ARGUMENT']);
+      // A kernel set that cannot run here is a skip, never a pass.
+      skip(`MOE_CPU_ISA=${isa}: not available here (${reply.error})`);
     }
     expect(reply.kernel).toBe(isa);
     cases.forEach((c, i) => c.check(reply.results![i]));

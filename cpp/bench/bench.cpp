@@ -182,19 +182,21 @@ int main(int argc, char** argv) {
     if (o.cases.count("limits")) {
       std::printf("\nmachine limits (fastest of 11 passes each)\n");
       limits = bench::measure_limits(o.threads);
-      bench::Table table({"threads", "read GB/s", "f32 FMA GFLOP/s", "bf16 dot GFLOP/s"}, 8);
+      bench::Table table({"threads", "read GB/s", "f32 FMA GFLOP/s", "bf16 dot GFLOP/s", "AMX bf16 GFLOP/s"}, 8);
       table.print_header();
       for (const auto& l : limits) {
         table.print_row({std::to_string(l.threads), bench::fixed(l.read_gbps, 1) + " (" + l.read_isa + ")",
                          bench::fixed(l.fma_gflops, 1) + " (" + l.fma_isa + ")",
-                         l.bf16_dot_gflops > 0 ? bench::fixed(l.bf16_dot_gflops, 1) : "n/a"});
+                         l.bf16_dot_gflops > 0 ? bench::fixed(l.bf16_dot_gflops, 1) : "n/a",
+                         l.amx_bf16_gflops > 0 ? bench::fixed(l.amx_bf16_gflops, 1) : "n/a"});
         report.add("limits", bench::Record()
                                  .count("threads", l.threads)
                                  .num("read_gbps", l.read_gbps)
                                  .text("read_isa", l.read_isa)
                                  .num("fma_gflops", l.fma_gflops)
                                  .text("fma_isa", l.fma_isa)
-                                 .num("bf16_dot_gflops", l.bf16_dot_gflops));
+                                 .num("bf16_dot_gflops", l.bf16_dot_gflops)
+                                 .num("amx_bf16_gflops", l.amx_bf16_gflops));
       }
     }
     if (o.cases.count("ukernels")) bench::run_ukernel_cases(report, o.iters);

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <new>
@@ -174,6 +176,44 @@ __attribute__((target("avx512f,avx512bf16"))) float bf16_dot_chains_avx512(size_
 #undef BENCH_STEP
 #undef BENCH_SUM
 }
+
+// tdpbf16ps: 4 independent 16 x 16 accumulator tiles, each += a 16 x 32 bf16 tile times a
+// 32 x 16 one (16 * 16 * 32 * 2 flops per instruction). The tiles are configured per thread
+// and released after; the process was granted their state by cpu_info() (cpu.cpp).
+#if defined(__linux__)
+struct alignas(64) AmxTileConfig {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+__attribute__((target("avx512f,amx-tile,amx-bf16"))) float amx_bf16_chains(size_t iters) {
+  AmxTileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int i = 0; i < 8; ++i) cfg.rows[i] = 16, cfg.colsb[i] = 64;
+  _tile_loadconfig(&cfg);
+  alignas(64) uint16_t a[512], b[512];
+  for (int i = 0; i < 512; ++i) a[i] = 0x3c00 + (i & 7), b[i] = 0x3c00 + (i & 3);  // small bf16 values
+  alignas(64) float c[256];
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, a, 64);
+  _tile_loadd(5, a, 64);
+  _tile_loadd(6, b, 64);
+  _tile_loadd(7, b, 64);
+  for (size_t it = 0; it < iters; ++it) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, 64);
+  _tile_release();
+  return c[0] + c[255];
+}
+#endif
 #endif
 
 bool has_feature(const char* name) {
@@ -223,6 +263,12 @@ std::vector<Limits> measure_limits(const std::vector<unsigned>& thread_counts) {
     fma = {fma_chains_avx512, "avx512", 2.0 * 16 * kChains};
   }
   if (has_feature("avx512bf16")) bf16 = {bf16_dot_chains_avx512, "avx512bf16", 4.0 * 16 * kChains};
+  PeakKernel amx{nullptr, "", 0};
+#if defined(__linux__)
+  if (has_feature("amx-bf16")) amx = {amx_bf16_chains, "amx-bf16", 4.0 * 16 * 16 * 32 * 2};
+#endif
+#else
+  PeakKernel amx{nullptr, "", 0};
 #endif
 
   // One buffer for every thread count; written first (pages never written would all map to
@@ -248,6 +294,7 @@ std::vector<Limits> measure_limits(const std::vector<unsigned>& thread_counts) {
     l.fma_gflops = peak_gflops(fma, threads);
     l.fma_isa = fma.isa;
     if (bf16.run) l.bf16_dot_gflops = peak_gflops(bf16, threads);
+    if (amx.run) l.amx_bf16_gflops = peak_gflops(amx, threads);
     out.push_back(l);
   }
   return out;

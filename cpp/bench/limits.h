@@ -17,6 +17,7 @@ struct Limits {
   double fma_gflops = 0;
   std::string fma_isa;
   double bf16_dot_gflops = 0;  // 0: the CPU has no bf16 dot instruction
+  double amx_bf16_gflops = 0;  // tdpbf16ps on the AMX tiles; 0: none here
 };
 
 // One entry per thread count, in the order given.

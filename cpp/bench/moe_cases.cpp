@@ -146,7 +146,7 @@ std::vector<CaseRow> time_tokens(const Preset& p, moe::WeightFormat dtype, const
     r.median_ms = t.median_ms;
     r.flops = 2.0 * T * p.K * 3 * p.I * p.H;
     std::vector<double> call_gbps;
-    size_t prefill_calls = 0, sum = 0;
+    size_t prefill_calls = 0, tiles_calls = 0, sum = 0;
     r.experts_min = SIZE_MAX;
     for (size_t i = 0; i < t.ms.size(); ++i) {
       const size_t g = call_experts[i];
@@ -155,6 +155,7 @@ std::vector<CaseRow> time_tokens(const Preset& p, moe::WeightFormat dtype, const
       r.experts_max = std::max(r.experts_max, g);
       call_gbps.push_back(g * expert_bytes / t.ms[i] / 1e6);
       prefill_calls += T * p.K >= kc.prefill_min_tokens_per_expert * g;
+      tiles_calls += !kc.tiles.empty() && T * p.K >= kc.tiles_min_tokens_per_expert * g;
     }
     r.experts_mean = static_cast<double>(sum) / t.ms.size();
     r.bytes_mean = r.experts_mean * expert_bytes;
@@ -162,10 +163,11 @@ std::vector<CaseRow> time_tokens(const Preset& p, moe::WeightFormat dtype, const
     r.gflops = r.flops / t.median_ms / 1e6;
     const bool prefill = 2 * prefill_calls > t.ms.size();
     r.regime = prefill_calls == 0 ? "decode" : prefill_calls == t.ms.size() ? "prefill" : "mixed";
-    r.kernel = prefill ? kc.prefill : kc.decode;
+    r.kernel = 2 * tiles_calls > t.ms.size() ? kc.tiles : prefill ? kc.prefill : kc.decode;
+    const bool amx_peak = r.kernel.find("__amx") != std::string::npos && lim.amx_bf16_gflops > 0;
     const bool bf16_peak = r.kernel.find("_bf16__") != std::string::npos && lim.bf16_dot_gflops > 0;
-    r.peak_name = bf16_peak ? "bf16_dot" : "fma";
-    r.peak = bf16_peak ? lim.bf16_dot_gflops : lim.fma_gflops;
+    r.peak_name = amx_peak ? "amx_bf16" : bf16_peak ? "bf16_dot" : "fma";
+    r.peak = amx_peak ? lim.amx_bf16_gflops : bf16_peak ? lim.bf16_dot_gflops : lim.fma_gflops;
     r.bw_fraction = r.gbps / lim.read_gbps;
     r.peak_fraction = r.gflops / r.peak;
     r.memory_bound = r.bw_fraction >= r.peak_fraction;
@@ -313,9 +315,14 @@ void run_moe_cases(const MoeCases& cases, const std::vector<Limits>& limits, Rep
                       p->name, p->E, p->H, p->I, p->K, dtype_name(dtype), dtype_bytes(dtype) * 8, threads,
                       threads == 1 ? "" : "s", layer->kernels().decode.c_str(), layer->kernels().prefill.c_str(),
                       layer->kernels().prefill_min_tokens_per_expert, layer->bytes() / 1e9, pack_seconds);
+          if (!layer->kernels().tiles.empty()) {
+            std::printf("  tiles kernel %s from %zu tokens per expert\n", layer->kernels().tiles.c_str(),
+                        layer->kernels().tiles_min_tokens_per_expert);
+          }
           std::printf("  limits at %u thread%s: read %.1f GB/s, peak %.1f GFLOP/s f32 FMA%s\n", threads,
                       threads == 1 ? "" : "s", lim.read_gbps, lim.fma_gflops,
-                      lim.bf16_dot_gflops > 0 ? (", " + fixed(lim.bf16_dot_gflops, 1) + " bf16 dot").c_str() : "");
+                      (lim.bf16_dot_gflops > 0 ? ", " + fixed(lim.bf16_dot_gflops, 1) + " bf16 dot" : std::string()).c_str());
+          if (lim.amx_bf16_gflops > 0) std::printf("  AMX bf16 peak %.1f GFLOP/s\n", lim.amx_bf16_gflops);
           std::printf("  timing moe-cpu ...");
           std::fflush(stdout);
           const double t0 = now_seconds();

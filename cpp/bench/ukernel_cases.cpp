@@ -5,6 +5,7 @@
 // active one is listed only where the CPU can run it.
 #include "ukernel_cases.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -41,7 +42,9 @@ void run_ukernel_cases(Report& report, int iters) {
     moe::pack_panels({{moe::WeightFormat::f32, values.data(), nullptr}, 1, 1, kRows, kDepth, moe::W13Layout::halves, false},
                      format, panels.as<uint8_t>(), 1);
     const size_t padded = moe::padded_depth(kDepth), panel_bytes = format.panel_bytes(padded);
-    moe::AlignedBuffer scratch(k->scratch_bytes(padded) + 64);
+    size_t most_tokens = 0;
+    for (size_t T : kTokenCounts) most_tokens = std::max(most_tokens, T);
+    moe::AlignedBuffer scratch(k->scratch_bytes(padded, most_tokens) + 64);
     for (size_t T : kTokenCounts) {
       std::vector<float> x_f32(T * kDepth);
       for (float& v : x_f32) v = normal(rng);

@@ -19,6 +19,10 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #define MOE_X86 1
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #define MOE_ARM64 1
@@ -36,6 +40,19 @@ unsigned long long xgetbv0() {
   unsigned eax, edx;
   __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
   return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+// Linux hands out the tile data state (8 KB per thread) only to a process that asks, once for
+// the whole process (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA; Linux 5.16+). It
+// refuses where a thread's signal stack is too small for the larger signal frame. Elsewhere
+// the tiles are not offered.
+bool amx_permitted() {
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
 }
 
 std::vector<std::string> detect_features() {
@@ -65,6 +82,14 @@ std::vector<std::string> detect_features() {
   unsigned a1, b1, c1, d1;
   __cpuid_count(7, 1, a1, b1, c1, d1);
   if (a1 & (1u << 5)) f.push_back("avx512bf16");
+  // AMX: the CPU has the tiles (CPUID 7.0 EDX 24: AMX-TILE, 22: AMX-BF16, 25: AMX-INT8), the OS
+  // saves their state (XCR0 17: XTILECFG, 18: XTILEDATA), and this process may use them.
+  const bool amx_tile = d & (1u << 24), amx_bf16 = d & (1u << 22), amx_int8 = d & (1u << 25);
+  if (amx_tile && (xcr0 & 0x60000) == 0x60000 && amx_permitted()) {
+    f.push_back("amx-tile");
+    if (amx_bf16) f.push_back("amx-bf16");
+    if (amx_int8) f.push_back("amx-int8");
+  }
   return f;
 }
 #elif MOE_ARM64_LINUX
@@ -113,6 +138,8 @@ const std::vector<KernelSet>& built_kernel_sets() {
 #if MOE_X86
       {"avx2", {"avx2", "fma"}},
       {"avx512", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "f16c"}},
+      // Prefill on the tiles; decode and everything else on avx512 (ukernel::extended_set).
+      {"amx", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "f16c", "avx512bf16", "amx-tile", "amx-bf16"}},
 #endif
 #if MOE_ARM64
       {"neon", {"neon"}},
@@ -201,7 +228,7 @@ const ElementwiseTable& active_elementwise() {
 #if MOE_X86
     const std::string& kernel = cpu_info().kernel;
     if (kernel == "avx2") return &avx2_elementwise();
-    if (kernel == "avx512") return &avx512_elementwise();
+    if (kernel == "avx512" || kernel == "amx") return &avx512_elementwise();
 #endif
 #if MOE_ARM64
     if (cpu_info().kernel == "neon") return &neon_elementwise();

@@ -49,6 +49,7 @@ const ElementwiseTable* table_for(const std::string& kernel_set) {
 #if defined(__x86_64__) || defined(_M_X64)
   if (kernel_set == "avx2") return &moe::isa::avx2_elementwise();
   if (kernel_set == "avx512") return &moe::isa::avx512_elementwise();
+  if (kernel_set == "amx") return &moe::isa::avx512_elementwise();  // amx extends avx512
 #endif
 #if defined(__aarch64__) && !defined(_WIN32)
   if (kernel_set == "neon") return &moe::isa::neon_elementwise();

@@ -59,7 +59,7 @@ TEST(cpu_info_reports_arch_and_kernel) {
 // so `MOE_CPU_ISA=avx512 moe_kernel_tests` really tests the AVX-512 kernels.
 TEST(cpu_info_kernel_is_known_and_the_forced_one) {
   const std::string kernel = moe::cpu_info().kernel;
-  CHECK_MSG(kernel == "scalar" || kernel == "avx2" || kernel == "avx512" || kernel == "neon" ||
+  CHECK_MSG(kernel == "scalar" || kernel == "avx2" || kernel == "avx512" || kernel == "amx" || kernel == "neon" ||
                 kernel == "sve",
             "unknown kernel set \"" << kernel << "\"");
   const char* forced = std::getenv("MOE_CPU_ISA");

@@ -27,6 +27,10 @@ namespace {
 
 const size_t kRows[] = {1, 3, 4, 5, 9};
 const size_t kTokens[] = {1, 2, 3, 4, 5, 6, 7, 13};
+// The tile kernels (AMX: 32 x 32 blocks of 16 x 16 tiles) also get sizes past one and two
+// tiles, odd at both ends.
+const size_t kTileRows[] = {1, 17, 33, 70};
+const size_t kTileTokens[] = {1, 15, 17, 33, 50};
 const size_t kDepths[] = {1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 100, 257};
 const size_t kBlockDepths[] = {32, 64, 96, 160, 288};
 constexpr size_t kFence = 8;  // NaN elements before and after each activation row
@@ -107,7 +111,7 @@ struct TokenRows {
 std::vector<float> call(const UKernel& k, const uint8_t* panels, size_t panel_bytes, size_t padded, size_t rows,
                         const void* const* x, size_t tokens, size_t n, const std::string& where) {
   std::vector<float> out(rows * tokens + kFence, quiet_nan());
-  moe::AlignedBuffer scratch(k.scratch_bytes(padded) + 64);
+  moe::AlignedBuffer scratch(k.scratch_bytes(padded, tokens) + 64);
   k.fn(panels, panel_bytes, padded, rows, x, tokens, n, out.data(), scratch.as<void>());
   for (size_t i = rows * tokens; i < out.size(); ++i) CHECK_MSG(std::isnan(out[i]), "wrote past out: " << where);
   out.resize(rows * tokens);
@@ -155,8 +159,14 @@ void check_kernel(const UKernel& k) {
   std::vector<size_t> depths;
   if (format.quantized()) depths.assign(std::begin(kBlockDepths), std::end(kBlockDepths));
   else depths.assign(std::begin(kDepths), std::end(kDepths));
-  for (size_t rows : kRows)
-    for (size_t tokens : kTokens)
+  const bool tiles = *moe::ukernel::extended_set(k.kernel_set) != '\0';
+  std::vector<size_t> row_counts(std::begin(kRows), std::end(kRows)), token_counts(std::begin(kTokens), std::end(kTokens));
+  if (tiles) {
+    row_counts.assign(std::begin(kTileRows), std::end(kTileRows));
+    token_counts.assign(std::begin(kTileTokens), std::end(kTileTokens));
+  }
+  for (size_t rows : row_counts)
+    for (size_t tokens : token_counts)
       for (size_t n : depths) {
         misalign = (misalign + 1) % 5;
         const Matrix m(k.weights, rows, n, rng);
@@ -231,7 +241,15 @@ TEST(ukernel_registry_is_ordered_and_complete) {
     CHECK(c.decode && c.prefill && c.decode->weights == f && c.prefill->weights == f);
     CHECK_MSG(c.decode->activations == moe::DType::f32, c.decode->name << ": decode takes f32 activations");
     const std::string set = moe::cpu_info().kernel;
-    CHECK_MSG(set == "scalar" || std::string(c.decode->kernel_set) == set,
+    const std::string decode_set = *moe::ukernel::extended_set(set) ? moe::ukernel::extended_set(set) : set;
+    CHECK_MSG(set == "scalar" || std::string(c.decode->kernel_set) == decode_set,
               moe::weight_format_name(f) << ": the " << set << " set has no decode kernel (" << c.decode->name << ")");
+    // A matrix-unit set brings a tile kernel for every format but f32; the others have none.
+    if (decode_set != set) {
+      CHECK_MSG((c.tiles != nullptr) == (f != moe::WeightFormat::f32), moe::weight_format_name(f) << ": tiles kernel");
+      if (c.tiles) CHECK(std::string(c.tiles->kernel_set) == set && c.tiles->activations == moe::DType::bf16);
+    } else {
+      CHECK(c.tiles == nullptr);
+    }
   }
 }

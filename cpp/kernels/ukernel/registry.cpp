@@ -34,6 +34,7 @@ const std::vector<const UKernel*>& registry() {
   static const std::vector<const UKernel*> all = [] {
     std::vector<const UKernel*> list;
 #if defined(__x86_64__) || defined(_M_X64)
+    append(list, amx_ukernels());
     append(list, avx512_ukernels());
     append(list, avx2_ukernels());
 #endif
@@ -61,8 +62,19 @@ bool runnable(const UKernel& k) {
   return true;
 }
 
+const char* extended_set(const std::string& kernel_set) { return kernel_set == "amx" ? "avx512" : ""; }
+
 Choice choose(WeightFormat format, const std::string& kernel_set) {
-  Choice c{first(format, kernel_set, Regime::decode), first(format, kernel_set, Regime::prefill)};
+  const std::string base = extended_set(kernel_set);
+  Choice c{nullptr, nullptr, nullptr};
+  if (base.empty()) {
+    c.decode = first(format, kernel_set, Regime::decode);
+    c.prefill = first(format, kernel_set, Regime::prefill);
+  } else {
+    c.tiles = first(format, kernel_set, Regime::prefill);
+    c.decode = first(format, base, Regime::decode);
+    c.prefill = first(format, base, Regime::prefill);
+  }
   if (!c.decode) c.decode = first(format, "scalar", Regime::decode);
   if (!c.prefill) c.prefill = first(format, "scalar", Regime::prefill);
   if (!c.decode || !c.prefill) {

@@ -7,8 +7,8 @@
 // padded depth `padded` (n rounded up to kPanelDepth). Each (r, t) sum is computed in the
 // same order whatever `rows` and `tokens` are, so results depend neither on batching nor on
 // the split across threads. x rows are read only below n. Kernels that decode a panel once
-// for all tokens (prefill) use `scratch`: scratch_bytes(padded) bytes, 64-byte aligned, owned
-// by the calling thread.
+// for all tokens (prefill) use `scratch`: scratch_bytes(padded, tokens) bytes, 64-byte
+// aligned, owned by the calling thread.
 //
 // Each instruction set's files (ukernel/<isa>/) are compiled with their own target flags and
 // export one array of descriptors. ODR rule for those files: every function they define, but
@@ -53,8 +53,14 @@ struct UKernel {
   // A decode kernel with f32 activations that computes with exactly the decoded weights in the
   // f32 kernel's order gives that kernel's bits; others are held to f32 rounding (docs/spec.md).
   bool same_bits_as_f32 = true;
+  // Scratch bytes per padded-depth element and token (tokens rounded up to tile_tokens): the
+  // token rows laid out once per call for a matrix unit (AMX tiles).
+  size_t scratch_per_token_depth = 0;
 
-  size_t scratch_bytes(size_t padded) const { return scratch_per_depth * padded; }
+  size_t scratch_bytes(size_t padded, size_t tokens) const {
+    const size_t rounded = (tokens + tile_tokens - 1) / tile_tokens * tile_tokens;
+    return (scratch_per_depth + scratch_per_token_depth * rounded) * padded;
+  }
 };
 
 struct UKernelList {
@@ -67,6 +73,7 @@ UKernelList scalar_ukernels();
 #if defined(__x86_64__) || defined(_M_X64)
 UKernelList avx2_ukernels();
 UKernelList avx512_ukernels();
+UKernelList amx_ukernels();
 #endif
 #if defined(__aarch64__) && !defined(_WIN32)
 UKernelList neon_ukernels();
@@ -84,18 +91,30 @@ const std::vector<const UKernel*>& registry();
 bool runnable(const UKernel& k);
 
 // The kernels a layer of `format` uses under kernel set `kernel_set`: the first runnable entry
-// of the registry of that set (else of scalar) for each regime. The decode kernel takes f32
-// activations.
+// of the registry of that set (else of the set it extends, else of scalar) for each regime.
+// The decode kernel takes f32 activations. A set built on a matrix unit (amx) has prefill
+// kernels only: `tiles` is its kernel, used from kTilesMinTokensPerExpert tokens per expert,
+// and decode and smaller prefills run on the set it extends (avx512); nullptr elsewhere.
 struct Choice {
   const UKernel* decode;
   const UKernel* prefill;
+  const UKernel* tiles;
 };
 Choice choose(WeightFormat format, const std::string& kernel_set);
+
+// The kernel set a set extends, whose kernels it uses where it has none of its own ("" for
+// none): amx extends avx512.
+const char* extended_set(const std::string& kernel_set);
 
 // From this many tokens per selected expert (on average) a forward uses the prefill kernel:
 // below it the call is bound by the weight stream and the exact-f32 decode kernel costs
 // nothing extra (measured on Zen 4, bf16: T=4 x K=4 over 16 experts).
 constexpr size_t kPrefillMinTokensPerExpert = 4;
+
+// From this many tokens per selected expert (on average) a forward uses the tile kernel: a
+// 16-token tile then holds enough tokens to beat the vector prefill kernel, whose weight
+// stream is read once however few tokens there are (measured on the device Xeon, bf16).
+constexpr size_t kTilesMinTokensPerExpert = 8;
 
 }  // namespace ukernel
 }  // namespace moe
