@@ -132,7 +132,7 @@ unsigned physical_core_count();
 // The fused MoE layer (moe.cpp)
 
 struct MoeConfig {
-  size_t num_experts = 0;        // E
+  size_t num_experts = 0;        // E: the experts this layer holds (and packs)
   size_t hidden_size = 0;        // H
   size_t intermediate_size = 0;  // I
   size_t top_k = 0;              // K
@@ -141,6 +141,14 @@ struct MoeConfig {
   bool transposed = false;  // W13 [E, H, 2I] and W2 [E, I, H] instead of [E, 2I, H], [E, H, I]
   WeightFormat weight_format = WeightFormat::f32;  // what the layer holds
   unsigned threads = 0;  // 0: physical_core_count()
+  // A subset of a model's experts (a model split by experts over processes or hosts): the
+  // model's id of each expert held, strictly increasing, num_experts of them, each below
+  // model_experts. forward() then takes the model's ids and returns the partial output of the
+  // routes to the experts held (the others add nothing). Empty: the layer holds all experts.
+  std::vector<uint32_t> expert_ids;
+  size_t model_experts = 0;  // the model's E with expert_ids; 0: num_experts
+
+  size_t routed_experts() const { return model_experts ? model_experts : num_experts; }
 };
 
 // One caller tensor. `data` holds values (f32, bf16, f16) or codes (mxfp4: 16 bytes per block
@@ -186,6 +194,54 @@ struct KernelChoice {
   std::string decode;
   std::string prefill;
   size_t prefill_min_tokens_per_expert = 0;
+  // The matrix-unit kernel (AMX) used from tiles_min_tokens_per_expert tokens per selected
+  // expert in place of `prefill`; empty where the kernel set has none.
+  std::string tiles;
+  size_t tiles_min_tokens_per_expert = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Packed-layer files (moe/layer_file.cpp): a packed layer's buffers written as they are, and
+// mapped read-only and shared when opened, so every process and worker on a host shares one
+// copy in the page cache. The format is docs/design.md "Packed-layer files".
+
+// A named blob a packed-layer file carries besides the packed weights (the caller's metadata,
+// router weights): stored and checksummed, opaque to the kernel library.
+struct FileBlobView {
+  std::string name;
+  const void* data = nullptr;
+  size_t bytes = 0;
+};
+struct FileBlob {
+  std::string name;
+  std::vector<uint8_t> bytes;
+};
+
+// A file that is not a packed-layer file, is truncated or corrupt (kind format), was written
+// for another file version, architecture or panel layout (kind incompatible), or cannot be
+// read or written (kind io; the message has the OS error).
+class LayerFileError : public std::runtime_error {
+ public:
+  enum class Kind { io, format, incompatible };
+  LayerFileError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+struct LayerFileOptions {
+  unsigned threads = 0;  // the opened layer's forward threads (0: physical_core_count())
+  // Checks every section's checksum (the weights included: a pass over the file at memory
+  // speed); without it only the header and section table are checked.
+  bool verify = true;
+};
+
+class MoeLayer;
+struct OpenedLayer {
+  std::shared_ptr<const MoeLayer> layer;
+  std::vector<FileBlob> blobs;
+  bool mapped = false;  // the weights are a shared read-only mapping of the file
 };
 
 class MoeLayer {
@@ -193,6 +249,15 @@ class MoeLayer {
   // Packs the weights once (layout and orientation handled here); keeps no reference to the
   // caller's arrays. Throws InvalidArgument on a bad configuration.
   MoeLayer(const MoeConfig& config, const MoeWeights& weights);
+
+  // Writes the packed layer and `blobs` to `path`: into a temporary file next to it, renamed
+  // over `path` once complete, so a reader never sees a partial file (and concurrent writers
+  // of the same path leave one whole file). Throws LayerFileError (io), InvalidArgument for a
+  // blob name that is reserved or repeated.
+  void save(const std::string& path, const std::vector<FileBlobView>& blobs) const;
+  // Opens a file written by save(): checked (header, section bounds, sizes against the shapes;
+  // checksums with options.verify) before any of it is used; throws LayerFileError.
+  static OpenedLayer open(const std::string& path, const LayerFileOptions& options);
   ~MoeLayer();
   MoeLayer(const MoeLayer&) = delete;
   MoeLayer& operator=(const MoeLayer&) = delete;
@@ -210,6 +275,7 @@ class MoeLayer {
   const KernelChoice& kernels() const;
 
   struct Packed;
+  explicit MoeLayer(std::unique_ptr<Packed> packed);
 
  private:
   std::unique_ptr<Packed> packed_;
@@ -240,6 +306,13 @@ class Router {
               unsigned threads) const;
   // select_experts with this router's rule.
   void select(const float* logits, size_t tokens, int32_t* ids, float* weights) const;
+
+  // What it holds, as given (for a packed-layer file): weights [E, H] in weight_dtype() (empty
+  // without), bias [E] (empty without), the routing rule's correction bias [E] (empty without).
+  DType weight_dtype() const { return weight_dtype_; }
+  const std::vector<uint8_t>& weight() const { return weight_; }
+  const std::vector<float>& bias() const { return bias_; }
+  const std::vector<float>& correction_bias() const { return correction_bias_; }
 
  private:
   size_t num_experts_, hidden_size_, top_k_;

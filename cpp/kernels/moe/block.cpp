@@ -22,7 +22,7 @@ size_t dtype_bytes(DType d) { return d == DType::bf16 ? 2 : 4; }
 void check_parts(const MoeBlockParts& p) {
   if (!p.experts || !p.router) throw InvalidArgument("block: experts and router are required");
   const MoeConfig& c = p.experts->config();
-  if (p.router->num_experts() != c.num_experts || p.router->top_k() != c.top_k ||
+  if (p.router->num_experts() != c.routed_experts() || p.router->top_k() != c.top_k ||
       p.router->hidden_size() != c.hidden_size) {
     throw InvalidArgument("block: the router's shape does not match the experts'");
   }
@@ -89,7 +89,7 @@ void moe_block_forward(const MoeBlockParts& parts, DType dtype, const void* hidd
   if (tokens == 0) return;
   const MoeLayer& experts = *parts.experts;
   const MoeConfig& c = experts.config();
-  const size_t H = c.hidden_size, E = c.num_experts, K = c.top_k;
+  const size_t H = c.hidden_size, E = c.routed_experts(), K = c.top_k;
   const unsigned threads = c.threads;
 
   // With a shared expert both parts read f32 activations (bf16 widened once, exactly), so

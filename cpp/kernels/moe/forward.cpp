@@ -49,10 +49,16 @@ struct Groups {
   size_t largest = 0;
 };
 
+// Routes to id -1 (an expert a subset layer does not hold) are left out.
 Groups group_routes(const int32_t* ids, size_t routes, size_t experts) {
   Groups g;
   std::vector<size_t> counts(experts, 0), slot(experts, 0);
-  for (size_t r = 0; r < routes; ++r) ++counts[ids[r]];
+  size_t held = 0;
+  for (size_t r = 0; r < routes; ++r) {
+    if (ids[r] < 0) continue;
+    ++counts[ids[r]];
+    ++held;
+  }
   g.begin.push_back(0);
   for (size_t e = 0; e < experts; ++e) {
     if (!counts[e]) continue;
@@ -61,8 +67,10 @@ Groups group_routes(const int32_t* ids, size_t routes, size_t experts) {
     g.begin.push_back(g.begin.back() + counts[e]);
     g.largest = std::max(g.largest, counts[e]);
   }
-  g.routes.resize(routes);
-  for (size_t r = 0; r < routes; ++r) g.routes[slot[ids[r]]++] = r;
+  g.routes.resize(held);
+  for (size_t r = 0; r < routes; ++r) {
+    if (ids[r] >= 0) g.routes[slot[ids[r]]++] = r;
+  }
   return g;
 }
 
@@ -95,15 +103,17 @@ void forward_packed(const MoeLayer::Packed& p, DType act_dtype, const void* hidd
   const unsigned threads = p.threads();
   ThreadPool& pool = ThreadPool::shared();
   const Groups groups = group_routes(ids, T * K, E);
-  const size_t G = groups.count();
+  const size_t G = groups.count(), R = groups.routes.size();  // R: routes to experts held
 
   // The regime: prefill once an expert's weights serve enough tokens; bf16 activations go to
   // a kernel that takes them as they are.
+  // The tile kernel (AMX) once a 16-token tile is filled well enough on average.
   const ukernel::UKernel* kernel = p.kernels.decode;
-  if (T * K >= ukernel::kPrefillMinTokensPerExpert * G ||
+  if (R >= ukernel::kPrefillMinTokensPerExpert * G ||
       (act_dtype == DType::bf16 && p.kernels.prefill->activations == DType::bf16)) {
     kernel = p.kernels.prefill;
   }
+  if (p.kernels.tiles && R >= ukernel::kTilesMinTokensPerExpert * G) kernel = p.kernels.tiles;
   const bool bf16_rows = kernel->activations == DType::bf16;
   const bool round_a = act_dtype == DType::bf16 || bf16_rows;
   const isa::ElementwiseTable& elementwise = isa::active_elementwise();
@@ -127,8 +137,8 @@ void forward_packed(const MoeLayer::Packed& p, DType act_dtype, const void* hidd
   // group's row pointers into x and a.
   std::vector<uint8_t> a(T * K * I * xbytes);
   std::vector<float> y(T * K * H);
-  std::vector<const void*> x_rows(T * K), a_rows(T * K);
-  for (size_t i = 0; i < T * K; ++i) {
+  std::vector<const void*> x_rows(R), a_rows(R);
+  for (size_t i = 0; i < R; ++i) {
     const size_t r = groups.routes[i];
     x_rows[i] = static_cast<const uint8_t*>(x) + (r / K) * H * xbytes;
     a_rows[i] = a.data() + r * I * xbytes;
@@ -136,7 +146,7 @@ void forward_packed(const MoeLayer::Packed& p, DType act_dtype, const void* hidd
 
   const size_t channels_per_task = rows_per_task(I, G, threads);
   const size_t w2_rows_per_task = rows_per_task(H, G, threads);
-  const Workspace ws(kernel->scratch_bytes(std::max(p.w13_shape.padded, p.w2_shape.padded)),
+  const Workspace ws(kernel->scratch_bytes(std::max(p.w13_shape.padded, p.w2_shape.padded), groups.largest),
                      std::max(std::max(channels_per_task, w2_rows_per_task) * groups.largest, H), threads);
 
   // Pass 1: gate and up rows of a block of channels, then bias + activation on the tile.
@@ -199,6 +209,7 @@ void forward_packed(const MoeLayer::Packed& p, DType act_dtype, const void* hidd
     for (size_t t = task * kTokensPerTask; t < std::min(T, (task + 1) * kTokensPerTask); ++t) {
       std::fill(sum, sum + H, 0.0f);
       for (size_t k = 0; k < K; ++k) {
+        if (ids[t * K + k] < 0) continue;  // an expert this layer does not hold adds nothing
         const float w = route_weights[t * K + k];
         const float* yk = y.data() + (t * K + k) * H;
         for (size_t h = 0; h < H; ++h) sum[h] += w * yk[h];

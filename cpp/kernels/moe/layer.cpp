@@ -75,13 +75,23 @@ void check_memory(const MoeConfig& c, const MoeLayer::Packed& p) {
 
 }  // namespace
 
-MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights) : packed_(new Packed) {
+void prepare_packed(MoeLayer::Packed& p, const MoeConfig& config) {
   const size_t E = config.num_experts, H = config.hidden_size, I = config.intermediate_size;
   require(E > 0 && H > 0 && I > 0, "MoeLayer: num_experts, hidden_size and intermediate_size must be > 0");
-  require(config.top_k > 0 && config.top_k <= E, "MoeLayer: top_k must be in [1, num_experts]");
-  require(weights.w13.given() && weights.w2.given(), "MoeLayer: w13 and w2 are required");
-
-  Packed& p = *packed_;
+  const size_t model_E = config.routed_experts();
+  require(config.top_k > 0 && config.top_k <= model_E, "MoeLayer: top_k must be in [1, the model's number of experts]");
+  p.local_of.clear();
+  if (!config.expert_ids.empty() || config.model_experts) {
+    require(config.expert_ids.size() == E, "MoeLayer: expert_ids must list the num_experts experts held");
+    require(model_E >= E, "MoeLayer: model_experts must be at least num_experts");
+    p.local_of.assign(model_E, -1);
+    for (size_t i = 0; i < E; ++i) {
+      const uint32_t id = config.expert_ids[i];
+      require(id < model_E && (i == 0 || id > config.expert_ids[i - 1]),
+              "MoeLayer: expert_ids must be strictly increasing ids below model_experts (" + std::to_string(model_E) + ")");
+      p.local_of[id] = static_cast<int32_t>(i);
+    }
+  }
   p.config = config;
   p.format = &format_info(config.weight_format);
   if (p.format->quantized()) {
@@ -91,10 +101,23 @@ MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights) : packed_
                 std::to_string(H) + ", I=" + std::to_string(I));
   }
   p.kernels = ukernel::choose(config.weight_format, cpu_info().kernel);
-  require(p.kernels.decode->layout == p.kernels.prefill->layout, "MoeLayer: decode and prefill kernels read different panel layouts");
-  p.kernel_names = {p.kernels.decode->name, p.kernels.prefill->name, ukernel::kPrefillMinTokensPerExpert};
+  require(p.kernels.decode->layout == p.kernels.prefill->layout &&
+              (!p.kernels.tiles || p.kernels.tiles->layout == p.kernels.decode->layout),
+          "MoeLayer: the decode, prefill and tile kernels read different panel layouts");
+  p.kernel_names = {p.kernels.decode->name, p.kernels.prefill->name, ukernel::kPrefillMinTokensPerExpert,
+                    p.kernels.tiles ? p.kernels.tiles->name : "",
+                    p.kernels.tiles ? ukernel::kTilesMinTokensPerExpert : 0};
   p.w13_shape = PackedMatrices(*p.format, I, H);
   p.w2_shape = PackedMatrices(*p.format, H, I);
+}
+
+MoeLayer::MoeLayer(std::unique_ptr<Packed> packed) : packed_(std::move(packed)) {}
+
+MoeLayer::MoeLayer(const MoeConfig& config, const MoeWeights& weights) : packed_(new Packed) {
+  const size_t E = config.num_experts, H = config.hidden_size, I = config.intermediate_size;
+  require(weights.w13.given() && weights.w2.given(), "MoeLayer: w13 and w2 are required");
+  Packed& p = *packed_;
+  prepare_packed(p, config);
   // Everything packing will refuse is refused before allocating.
   const ExpertTensor w13{weights.w13, E, 2, I, H, config.w13_layout, config.transposed};
   const ExpertTensor w2{weights.w2, E, 1, H, I, W13Layout::halves, config.transposed};
@@ -128,7 +151,7 @@ size_t MoeLayer::bytes() const {
 void MoeLayer::forward(DType activation_dtype, const void* hidden, size_t tokens, const int32_t* ids,
                        const float* route_weights, void* out) const {
   const Packed& p = *packed_;
-  const size_t E = p.config.num_experts, K = p.config.top_k;
+  const size_t E = p.config.routed_experts(), K = p.config.top_k;
   // Validate everything before the first write to `out`.
   for (size_t r = 0; r < tokens * K; ++r) {
     if (ids[r] < 0 || static_cast<size_t>(ids[r]) >= E) {
@@ -140,7 +163,14 @@ void MoeLayer::forward(DType activation_dtype, const void* hidden, size_t tokens
     }
   }
   if (tokens == 0) return;
-  forward_packed(p, activation_dtype, hidden, tokens, ids, route_weights, out);
+  if (p.local_of.empty()) {
+    forward_packed(p, activation_dtype, hidden, tokens, ids, route_weights, out);
+    return;
+  }
+  // A subset: the model's ids to this layer's experts (-1: not held).
+  std::vector<int32_t> local(tokens * K);
+  for (size_t r = 0; r < tokens * K; ++r) local[r] = p.local_of[static_cast<size_t>(ids[r])];
+  forward_packed(p, activation_dtype, hidden, tokens, local.data(), route_weights, out);
 }
 
 }  // namespace moe

@@ -41,13 +41,20 @@ struct MoeLayer::Packed {
   AlignedBuffer w2;
   std::vector<float> w13_bias;  // [E][2I], halves; empty if none
   std::vector<float> w2_bias;   // [E][H]; empty if none
+  // With a subset of experts: the local index of each of the model's experts, -1 if not held.
+  std::vector<int32_t> local_of;
   ukernel::Choice kernels{};
   KernelChoice kernel_names;
 
   unsigned threads() const { return config.threads ? config.threads : physical_core_count(); }
 };
 
-// The forward of moe/forward.cpp on validated arguments (tokens > 0).
+// Sets a layer's configuration, format, kernels and packed shapes (everything but the
+// buffers), checking the configuration: moe/layer.cpp, for packing and for packed-layer files.
+void prepare_packed(MoeLayer::Packed& p, const MoeConfig& config);
+
+// The forward of moe/forward.cpp on validated arguments (tokens > 0); ids are the layer's own
+// expert indices, -1 for a route to an expert it does not hold (that route adds nothing).
 void forward_packed(const MoeLayer::Packed& p, DType activation_dtype, const void* hidden, size_t tokens,
                     const int32_t* ids, const float* route_weights, void* out);
 
