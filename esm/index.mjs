@@ -19,6 +19,7 @@ export const {
   Checkpoint,
   MoeBlock,
   CheckpointError,
+  LayerFileError,
   ForwardBatcher,
 } = cjs;
 export default cjs;

@@ -10,8 +10,11 @@ export const ACTIVATIONS: readonly Activation[] = ['swigluoai', 'silu', 'gelu', 
 export const SWIGLU_ALPHA = 1.702;
 export const SWIGLU_LIMIT = 7.0;
 
+/** The shape of the input x [T, 2I] of a gated activation. */
 export interface GatedShape {
+  /** T. */
   tokens: number;
+  /** I: the output is [T, I]. */
   intermediateSize: number;
   /** Required: the layout of the 2I columns is a property of the data, never assumed. */
   isInterleaved: boolean;
@@ -38,21 +41,44 @@ function gated<T extends WeightArray>(x: T, options: GatedShape, kind: Activatio
   return out;
 }
 
-/** gpt-oss: min(g, limit) · sigmoid(alpha · min(g, limit)) · (clamp(u, ±limit) + 1). */
-export function swigluoai<T extends WeightArray>(x: T, options: GatedShape & { alpha?: number; limit?: number }): T {
+/** `swigluoai`'s options. */
+export interface SwigluoaiOptions extends GatedShape {
+  /**
+   * A finite float32.
+   * @default 1.702
+   */
+  alpha?: number | undefined;
+  /**
+   * A positive number, or Infinity for no clamp.
+   * @default 7
+   */
+  limit?: number | undefined;
+}
+
+/** `geluAndMul`'s options. */
+export interface GeluAndMulOptions extends GatedShape {
+  /**
+   * `'none'`: the exact gelu (erf); `'tanh'`: the tanh approximation.
+   * @default 'none'
+   */
+  approximate?: 'none' | 'tanh' | undefined;
+}
+
+/** gpt-oss: min(g, limit) · sigmoid(alpha · min(g, limit)) · (clamp(u, ±limit) + 1). x [T, 2I] f32 or bf16 -> [T, I] of the same dtype. */
+export function swigluoai<T extends WeightArray>(x: T, options: SwigluoaiOptions): T {
   const o = object(options, 'options');
   const alpha = finiteNumber(o.alpha, 'alpha', SWIGLU_ALPHA);
   const limit = checkSwigluLimit(o.limit, 'limit');
   return gated(x, options, 'swigluoai', alpha, limit);
 }
 
-/** SwiGLU: silu(g) · u. */
+/** SwiGLU: silu(g) · u. x [T, 2I] f32 or bf16 -> [T, I] of the same dtype. */
 export function siluAndMul<T extends WeightArray>(x: T, options: GatedShape): T {
   return gated(x, options, 'silu', SWIGLU_ALPHA, SWIGLU_LIMIT);
 }
 
-/** GeGLU: gelu(g) · u, exact (erf) or tanh approximation. */
-export function geluAndMul<T extends WeightArray>(x: T, options: GatedShape & { approximate?: 'none' | 'tanh' }): T {
+/** GeGLU: gelu(g) · u, exact (erf) or tanh approximation. x [T, 2I] f32 or bf16 -> [T, I] of the same dtype. */
+export function geluAndMul<T extends WeightArray>(x: T, options: GeluAndMulOptions): T {
   const o = object(options, 'options');
   const approximate = o.approximate === undefined ? 'none' : oneOf(o.approximate, 'approximate', ['none', 'tanh'] as const);
   return gated(x, options, approximate === 'tanh' ? 'gelu_tanh' : 'gelu', SWIGLU_ALPHA, SWIGLU_LIMIT);

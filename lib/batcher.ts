@@ -6,13 +6,17 @@ import type { ForwardOptions, MoeLayer, Route } from './layer';
 import { activationArray, describe, object, optionalSignal, positiveInteger, type WeightArray } from './validate';
 
 export interface BatcherOptions {
-  /** Tokens one native call takes at most (default 64); a larger call runs on its own. */
-  maxTokens?: number;
   /**
-   * How long the first call of a batch waits for others, in ms (default 0: until the current
-   * turn of the event loop ends, so calls made together go together).
+   * Tokens one native call takes at most, a positive integer; a larger call runs on its own.
+   * @default 64
    */
-  maxDelayMs?: number;
+  maxTokens?: number | undefined;
+  /**
+   * How long the first call of a batch waits for others, in ms, a non-negative number; 0: until
+   * the current turn of the event loop ends, so calls made together go together.
+   * @default 0
+   */
+  maxDelayMs?: number | undefined;
 }
 
 type Kind = 'router' | 'logits' | 'ids';

@@ -1,8 +1,5 @@
-// Loads the native addon: a prebuild for this platform if one ships, else a local build.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-
-import { ERR_NO_BINARY, codedError } from './errors';
+// The native addon's interface, and the addon itself (found by lib/native-loader.ts).
+import { loadNativeAddon } from './native-loader';
 import type { RoutingArg } from './routing';
 
 
@@ -38,6 +35,14 @@ export interface NativeBinding {
     w2Bias: NativeTensor | null) => NativeLayer;
   createNativeLayer: (config: object, w13: NativeTensor, w2: NativeTensor, w13Bias: NativeTensor | null,
     w2Bias: NativeTensor | null) => Promise<NativeLayer>;
+  /** Writes a packed-layer file (temporary file, then rename); `meta` is stored as the blob "meta". */
+  saveLayer(layer: NativeLayer, router: NativeRouter | null, path: string, meta: string): Promise<void>;
+  /** Maps a packed-layer file; blobs: "meta", "router.weight", "router.bias", "router.correction" as present. */
+  /** Registers the native layer and router for adoptLayer in another thread; returns the handle number. */
+  shareLayer(layer: NativeLayer, router: NativeRouter | null): number;
+  /** Takes a shared layer out of the registry (once), in this environment. */
+  adoptLayer(handle: number): { layer: NativeLayer; router: NativeRouter | null };
+  openLayer(path: string, threads: number, verify: boolean): Promise<{ layer: NativeLayer; mapped: boolean; blobs: Record<string, ArrayBuffer> }>;
   /** The routing rule and, when given, router weights [E, H] (+ bias [E]), copied. */
   NativeRouter: new (weight: Float32Array | Uint16Array | null, numExperts: number, hiddenSize: number,
     bias: Float32Array | null, routing: RoutingArg, topK: number) => NativeRouter;
@@ -82,6 +87,14 @@ export interface KernelChoice {
   prefill: string;
   /** From this many tokens per selected expert (T·K / experts hit, on average) a forward uses `prefill`. */
   prefillMinTokensPerExpert: number;
+  /**
+   * The matrix-unit kernel (kernel set 'amx': Intel AMX tiles), used in place of `prefill` from
+   * `tilesMinTokensPerExpert` tokens per selected expert, e.g. 'gemm_bf16_bf16__amx_32x32';
+   * null where the kernel set has none.
+   */
+  tiles: string | null;
+  /** From this many tokens per selected expert a forward uses `tiles` (0 when `tiles` is null). */
+  tilesMinTokensPerExpert: number;
 }
 
 export interface NativeLayer {
@@ -90,36 +103,4 @@ export interface NativeLayer {
   dispose(): void;
 }
 
-// The prebuilt binaries in this package, e.g. "linux-arm64 (glibc)", from the files
-// prebuilds/<platform>-<arch>/moe-cpu[.<libc>].node themselves.
-function shippedPlatforms(root: string): string[] {
-  const dir = path.join(root, 'prebuilds');
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).sort().flatMap((platform) =>
-    fs.readdirSync(path.join(dir, platform)).filter((f) => f.endsWith('.node')).map((f) => {
-      const libc = /\.(glibc|musl)\.node$/.exec(f);
-      return libc ? `${platform} (${libc[1]})` : platform;
-    }));
-}
-
-function load(): NativeBinding {
-  const root = path.join(__dirname, '..');
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('node-gyp-build')(root) as NativeBinding;
-  } catch (err) {
-    const e = err as Error;
-    if (!/No native build was found/.test(e.message)) throw err;
-    const shipped = shippedPlatforms(root);
-    throw codedError(new Error(
-      `moe-cpu: no prebuilt binary for ${process.platform}-${process.arch} ` +
-        `(Node-API 8; prebuilt: ${shipped.length ? shipped.join(', ') : 'none'}). ` +
-        'Build from source with a C++17 compiler, Python 3 and make: ' +
-        '`npm rebuild moe-cpu` (or `npx node-gyp rebuild` inside the package folder); ' +
-        'see "Supported platforms" in the README.',
-      { cause: err },
-    ), ERR_NO_BINARY);
-  }
-}
-
-export const binding: NativeBinding = load();
+export const binding: NativeBinding = loadNativeAddon<NativeBinding>(__dirname);

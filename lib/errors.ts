@@ -13,7 +13,29 @@ export type MoeErrorCode =
   | typeof ERR_INVALID_ARGUMENT | typeof ERR_DISPOSED | typeof ERR_OUT_OF_MEMORY | typeof ERR_NO_BINARY
   | typeof ERR_INTERNAL | typeof ERR_ABORTED
   | 'ERR_MOE_CHECKPOINT_FILE' | 'ERR_MOE_CHECKPOINT_HEADER' | 'ERR_MOE_CHECKPOINT_CONFIG'
-  | 'ERR_MOE_CHECKPOINT_TENSOR' | 'ERR_MOE_CHECKPOINT_UNSUPPORTED';
+  | 'ERR_MOE_CHECKPOINT_TENSOR' | 'ERR_MOE_CHECKPOINT_UNSUPPORTED'
+  | LayerFileErrorCode;
+
+/**
+ * A packed-layer file (`layer.save`, `MoeLayer.open`) that is not one, is truncated or corrupt
+ * (`ERR_MOE_LAYER_FILE`), was written for another file version, architecture or panel layout
+ * (`ERR_MOE_LAYER_FILE_INCOMPATIBLE`: pack and save the layer again), or cannot be read or
+ * written (`ERR_MOE_LAYER_FILE_IO`: the message has the OS error).
+ */
+export type LayerFileErrorCode = 'ERR_MOE_LAYER_FILE' | 'ERR_MOE_LAYER_FILE_INCOMPATIBLE' | 'ERR_MOE_LAYER_FILE_IO';
+
+export class LayerFileError extends Error {
+  readonly code: LayerFileErrorCode;
+  /** The file. */
+  readonly path: string;
+
+  constructor(code: LayerFileErrorCode, path: string, message: string) {
+    super(message);
+    this.name = 'LayerFileError';
+    this.code = code;
+    this.path = path;
+  }
+}
 
 /** An error of moe-cpu: its `code` is one of the documented ones. */
 export type CodedError<E extends Error = Error> = E & { code: MoeErrorCode };

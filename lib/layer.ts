@@ -11,7 +11,7 @@ import {
   activationArray, boolean, describe, finiteNumber, object, oneOf, optionalBoolean, optionalSignal, positiveInteger, routerValues, sameType,
   threadCount, typedArray, type WeightArray,
 } from './validate';
-import { ERR_ABORTED, abortError, disposedError, typeError, rangeError } from './errors';
+import { ERR_ABORTED, LayerFileError, abortError, disposedError, typeError, rangeError, type LayerFileErrorCode } from './errors';
 
 export type { KernelChoice, WeightDtype };
 
@@ -47,21 +47,122 @@ export type PerExpertWeights = Float32Array[] | Uint16Array[] | Float16ArrayLike
 /**
  * One expert weight tensor as `MoeLayer` takes it: f32 values, 16-bit values (bf16 bit patterns,
  * or f16 ones for an `'f16'` layer), f16 values in a Float16Array, or a pre-quantized tensor of
- * the layer's format; whole, or per expert ({@link PerExpertWeights}).
+ * the layer's format; whole, or per expert ({@link PerExpertWeights}). Which of these a layer
+ * takes depends on its `weightDtype`: see {@link WeightsOf}.
  */
 export type WeightInput = WeightArray | Float16ArrayLike | QuantizedTensor | PerExpertWeights;
 
 /** A bias or router weight: f32 values, 16-bit patterns, or a Float16Array (f16 values). One array for all experts. */
 export type BiasInput = WeightArray | Float16ArrayLike;
 
-export interface MoeLayerOptions {
+/** `A[]` for each member of the union A: per-expert arrays are all of one type. */
+type PerExpert<A> = A extends unknown ? A[] : never;
+
+/** The value arrays (not pre-quantized tensors) a layer of each `weightDtype` takes for w13 and w2, whole. */
+export interface ValuesOf {
+  /** f32 values; a Float16Array's f16 values are widened exactly. */
+  f32: Float32Array | Float16ArrayLike;
+  /** bf16 bit patterns; a Float16Array's f16 values are rounded to bf16. */
+  bf16: Uint16Array | Float16ArrayLike;
+  /** f32 values (rounded to f16, nearest even), f16 bit patterns, or a Float16Array. */
+  f16: Float32Array | Uint16Array | Float16ArrayLike;
+  /** f32 values, bf16 bit patterns or a Float16Array, quantized while packing. */
+  mxfp4: Float32Array | Uint16Array | Float16ArrayLike;
+  /** f32 values, bf16 bit patterns or a Float16Array, quantized while packing. */
+  int8: Float32Array | Uint16Array | Float16ArrayLike;
+}
+
+/**
+ * What w13 and w2 may be for a layer of weightDtype D: D's value arrays, whole or per expert,
+ * and for `'mxfp4'` and `'int8'` also a pre-quantized tensor of that format, whole or per field.
+ */
+export type WeightsOf<D extends WeightDtype> =
+  | ValuesOf[D]
+  | PerExpert<ValuesOf[D]>
+  | (D extends 'mxfp4' ? Mxfp4Tensor | PerExpertMxfp4Tensor : never)
+  | (D extends 'int8' ? Int8Tensor | PerExpertInt8Tensor : never);
+
+/**
+ * What w13Bias and w2Bias may be for a layer of weightDtype D: one array for all experts. f32
+ * and bf16 layers take their own dtype; f16, mxfp4 and int8 layers f32 values or 16-bit patterns
+ * (f16 for `'f16'`, bf16 for the others); every layer a Float16Array.
+ */
+export type BiasOf<D extends WeightDtype> = ValuesOf[D];
+
+/** The options every `MoeLayer` takes, whatever its `weightDtype`. */
+export interface MoeLayerBaseOptions {
+  /** E: the model's experts, what routing and the router see. A positive integer. */
   numExperts: number;
+  /**
+   * Hold a subset of the model's experts (a model split by experts over processes or hosts):
+   * their ids in [0, numExperts), strictly increasing, or a range `{ first, count }`. The
+   * weights (w13, w2, biases) are then those experts' only, in that order ([S, 2I, H] for S
+   * experts held); routing and the router stay the model's ([E, H]). `forward` returns the
+   * partial output of the routes to the experts held (a route to another expert adds nothing),
+   * so the caller sums the partial outputs of the layers holding the other experts.
+   * @default all experts
+   */
+  experts?: readonly number[] | { first: number; count: number } | undefined;
+  /** H: the model's hidden size, the length of one token's row in `hidden`. A positive integer (a multiple of 32 for `'mxfp4'` and `'int8'`). */
   hiddenSize: number;
+  /** I: the intermediate size of one expert (W13 has 2I rows). A positive integer (a multiple of 32 for `'mxfp4'` and `'int8'`). */
   intermediateSize: number;
+  /** K: experts per token, 1 ≤ K ≤ E. */
   topK: number;
+  /** The gated activation: `'swigluoai'` (gpt-oss), `'silu'` (SwiGLU: Mixtral, Qwen, DeepSeek), `'gelu'` or `'gelu_tanh'` (GeGLU). */
   activation: Activation;
-  /** Required: true for gpt-oss (g0,u0,g1,u1,…), false for halves (Mixtral, Qwen, DeepSeek). */
+  /**
+   * Required, no default: true when W13's gate and up rows alternate (g0,u0,g1,u1,…: gpt-oss),
+   * false when they are halves (g0…g(I-1), u0…u(I-1): Mixtral, Qwen, DeepSeek). Applies to
+   * w13Bias too.
+   */
   isW13Interleaved: boolean;
+  /**
+   * W13 given as [E, H, 2I] and W2 as [E, I, H] (Hugging Face transformers' in-memory GptOss
+   * tensors); values only, not with pre-quantized tensors.
+   * @default false
+   */
+  transposed?: boolean | undefined;
+  /**
+   * `'swigluoai'` only: the alpha of `g · sigmoid(alpha · g)`. A finite float32.
+   * @default 1.702
+   */
+  swigluAlpha?: number | undefined;
+  /**
+   * `'swigluoai'` only: gate clamped to at most `limit`, up to [-limit, limit]. A positive
+   * number, or Infinity for no clamp.
+   * @default 7
+   */
+  swigluLimit?: number | undefined;
+  /**
+   * How router logits become K expert ids and weights per token (see {@link Routing}).
+   * @default { mode: 'topk-softmax' }
+   */
+  routing?: Routing | undefined;
+  /**
+   * Native threads this layer's forward uses, 1 to 1024 (from one pool shared by all layers).
+   * @default cpuInfo().threads (the physical cores available to the process)
+   */
+  threads?: number | undefined;
+  /**
+   * Router [E, H] (Float32Array, Uint16Array bf16, or Float16Array, widened to f32; any
+   * weightDtype): with it, `forward(hidden)` routes by itself: logits = hidden · routerWeightᵀ +
+   * routerBias (fp32 accumulation), then `routing`.
+   * @default undefined (no router: every forward needs a route)
+   */
+  routerWeight?: BiasInput | undefined;
+  /**
+   * [E], Float32Array, bf16 Uint16Array or Float16Array; only with routerWeight.
+   * @default undefined (no router bias)
+   */
+  routerBias?: BiasInput | undefined;
+}
+
+/**
+ * `MoeLayer`'s options for weightDtype D: the weight and bias array types follow from D, so a
+ * Float32Array for a `'bf16'` layer is a compile-time error.
+ */
+export interface MoeLayerOptionsOf<D extends WeightDtype> extends MoeLayerBaseOptions {
   /**
    * Required: the format the layer holds its expert weights in (biases are held in f32).
    * - `'f32'`: w13/w2 and biases are Float32Array; `'bf16'`: Uint16Array of bf16 bit patterns.
@@ -74,7 +175,7 @@ export interface MoeLayerOptions {
    * - Every layer also takes a Float16Array (Node >= 24) for weights and biases: f16 values,
    *   kept by an `'f16'` layer, converted while packing by the others.
    */
-  weightDtype: WeightDtype;
+  weightDtype: D;
   /**
    * [E, 2I, H] (or [E, H, 2I] when transposed). A pre-quantized tensor is [E, 2I, H/32] blocks
    * (mxfp4: `blocks` [E, 2I, H/32, 16] and `scales` [E, 2I, H/32]; int8: `codes` [E, 2I, H] and
@@ -86,45 +187,70 @@ export interface MoeLayerOptions {
    * It packs to the same layer as the whole tensor. A Node 20 typed array holds at most 2^32
    * elements: a larger tensor must be given per expert.
    */
-  w13: WeightInput;
+  w13: WeightsOf<D>;
   /**
    * [E, H, I] (or [E, I, H] when transposed). Pre-quantized: mxfp4 `blocks` [E, H, I/32, 16] and
    * `scales` [E, H, I/32]; int8 `codes` [E, H, I] and `scales` [E, H, I/32]; never transposed.
    * Or per expert, as w13: E arrays of [H, I] (or [I, H]).
    */
-  w2: WeightInput;
+  w2: WeightsOf<D>;
   /**
    * [E, 2I], in the W13 layout: one array for all experts (biases are small and never per
    * expert). f32 and bf16 layers: the weights' dtype; f16, mxfp4 and int8 layers: Float32Array,
    * or Uint16Array of f16 (an `'f16'` layer) or bf16 bit patterns; any layer: Float16Array.
+   * @default undefined (no bias: zeros)
    */
-  w13Bias?: BiasInput;
-  /** [E, H]; the same types as w13Bias. */
-  w2Bias?: BiasInput;
-  /** W13 given as [E, H, 2I] and W2 as [E, I, H] (values only: not with pre-quantized tensors). */
-  transposed?: boolean;
-  swigluAlpha?: number;
-  swigluLimit?: number;
-  routing?: Routing;
-  /** Native threads for this layer's forward; default: physical cores. */
-  threads?: number;
+  w13Bias?: BiasOf<D> | undefined;
   /**
-   * Router [E, H] (Float32Array, Uint16Array bf16, or Float16Array, widened to f32; any
-   * weightDtype): with it, `forward(hidden)` routes by itself: logits = hidden · routerWeightᵀ +
-   * routerBias (fp32 accumulation), then `routing`.
+   * [E, H]; the same types as w13Bias.
+   * @default undefined (no bias: zeros)
    */
-  routerWeight?: BiasInput;
-  /** [E], Float32Array, bf16 Uint16Array or Float16Array; only with routerWeight. */
-  routerBias?: BiasInput;
+  w2Bias?: BiasOf<D> | undefined;
 }
+
+/**
+ * The options of `new MoeLayer(options)` and `MoeLayer.create(options)`: one member per
+ * `weightDtype`, which decides the types w13, w2 and the biases may have.
+ */
+export type MoeLayerOptions = { [D in WeightDtype]: MoeLayerOptionsOf<D> }[WeightDtype];
 
 /** Options of an async forward. */
 export interface ForwardOptions {
   /**
    * Drops the call while it waits in the queue (the promise rejects with an AbortError, code
    * ERR_MOE_ABORTED); a call already running finishes and resolves.
+   * @default undefined (not cancellable)
    */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
+}
+
+/** Options of `MoeLayer.open`. */
+export interface OpenLayerOptions {
+  /**
+   * Native threads for the layer's forward.
+   * @default cpuInfo().threads (the physical cores available)
+   */
+  threads?: number | undefined;
+  /**
+   * Check every section's checksum, the packed weights included (one pass over the file at
+   * memory speed), before the layer is used; false checks the header and the section table
+   * only (a damaged weight byte then goes unnoticed: it is a valid weight).
+   * @default true
+   */
+  verify?: boolean | undefined;
+}
+
+/**
+ * A MoeLayer handed to another thread of this process (`layer.share()`, then
+ * `MoeLayer.adopt(handle)` in that thread). A plain object: post it to a Worker as it is.
+ */
+export interface SharedLayerHandle {
+  readonly kind: 'moe-cpu shared layer';
+  readonly id: number;
+  /** The layer's description (JSON). */
+  readonly meta: string;
+  readonly threads: number;
+  readonly correctionBias: number[] | null;
 }
 
 /** Router output, or router logits [T, E] to route with the layer's routing. */
@@ -165,7 +291,10 @@ interface ForwardArgs<T extends WeightArray> {
  * experts (the router weights are copied into native memory once, at construction).
  */
 export class MoeLayer {
+  /** The model's number of experts (routing's E). */
   readonly numExperts: number;
+  /** The model's experts this layer holds (all of them, 0 … numExperts − 1, unless built with `experts`). */
+  readonly experts: readonly number[];
   readonly hiddenSize: number;
   readonly intermediateSize: number;
   readonly topK: number;
@@ -176,7 +305,14 @@ export class MoeLayer {
   readonly threads: number;
   /** True when built with routerWeight: `forward(hidden)` needs no route. */
   readonly hasRouter: boolean;
+  /**
+   * True when the packed weights are a read-only mapping of a packed-layer file (`MoeLayer.open`),
+   * shared with every process that maps the same file; false when the layer owns them.
+   */
+  readonly mapped: boolean;
   #native: NativeLayer | null;
+  /** What a packed-layer file needs besides the packed weights and the router. */
+  readonly #meta: LayerMeta;
   /** The routing rule, with the router weights when the layer has them. */
   #router: NativeRouter | null;
   /** dispose() was called: new calls are refused, the native memory goes when #inflight is 0. */
@@ -191,18 +327,22 @@ export class MoeLayer {
   constructor(options: MoeLayerOptions) {
     const adopted = adopting;
     adopting = null;
-    const plan = adopted?.plan ?? planLayer(options);
+    let plan: AdoptedPlan;
     if (adopted) {
+      plan = adopted.plan;
       this.#native = adopted.native;
     } else {
+      const packing = planLayer(options);
+      plan = packing;
       try {
-        this.#native = new binding.NativeLayer(plan.config, plan.w13, plan.w2, plan.w13Bias, plan.w2Bias);
+        this.#native = new binding.NativeLayer(packing.config, packing.w13, packing.w2, packing.w13Bias, packing.w2Bias);
       } catch (err) {
-        throw plan.refusal(err);
+        throw packing.refusal(err);
       }
     }
     const c = plan.config;
     this.numExperts = c.numExperts;
+    this.experts = Object.freeze(c.experts ? [...c.experts] : Array.from({ length: c.numExperts }, (_, e) => e));
     this.hiddenSize = c.hiddenSize;
     this.intermediateSize = c.intermediateSize;
     this.topK = c.topK;
@@ -213,13 +353,111 @@ export class MoeLayer {
     this.threads = c.threads;
     // Copied natively, like the packed weights: the layer keeps no reference to the caller's arrays.
     const bias = plan.routerBias && (plan.routerBias instanceof Uint16Array ? fromBf16(plan.routerBias) : plan.routerBias);
+    if (adopted?.router) {
+      this.#router = adopted.router.native;
+    } else {
+      try {
+        this.#router = new binding.NativeRouter(plan.routerWeight, c.numExperts, c.hiddenSize, bias, plan.routingArg, c.topK);
+      } catch (err) {
+        this.#native?.dispose();
+        throw err;
+      }
+    }
+    this.hasRouter = adopted?.router ? adopted.router.hasWeights : plan.routerWeight !== null;
+    this.mapped = adopted?.mapped ?? false;
+    this.#meta = {
+      format: LAYER_META_FORMAT, numExperts: c.numExperts, experts: c.experts ? [...c.experts] : null,
+      hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize,
+      topK: c.topK, activation: c.activation, isW13Interleaved: c.isW13Interleaved, weightDtype: c.weightDtype,
+      swigluAlpha: c.swigluAlpha, swigluLimit: c.swigluLimit,
+      routing: { ...plan.routingArg, correctionBias: plan.routingArg.correctionBias !== null },
+      router: adopted?.router ? adopted.router.dtype : plan.routerWeight === null ? null : plan.routerWeight instanceof Uint16Array ? 'bf16' : 'f32',
+      routerBias: adopted?.router ? adopted.router.bias : plan.routerBias !== null,
+    };
+  }
+
+  /**
+   * A handle to hand this layer to another thread of this process (worker_threads): post it,
+   * and call `MoeLayer.adopt(handle)` there, once. No copy: both threads use the same packed
+   * weights (and router), each holding its own reference, so disposing one layer never frees
+   * memory the other uses. A handle never adopted keeps the weights until the process exits.
+   */
+  share(): SharedLayerHandle {
+    const native = this.#live();
+    const id = binding.shareLayer(native, this.#router);
+    const bias = this.routing.mode === 'sigmoid-grouped' ? this.routing.correctionBias : undefined;
+    return { kind: 'moe-cpu shared layer', id, meta: JSON.stringify(this.#meta), threads: this.threads, correctionBias: bias ? [...bias] : null };
+  }
+
+  /** The layer a `share()` handle stands for, in this thread (each handle once). */
+  static adopt(handle: SharedLayerHandle): MoeLayer {
+    const h = object(handle, 'handle');
+    if (h.kind !== 'moe-cpu shared layer' || typeof h.meta !== 'string' || typeof h.id !== 'number') {
+      throw typeError(`handle: expected what layer.share() returned, got ${describe(handle)}`);
+    }
+    let meta: LayerMeta;
     try {
-      this.#router = new binding.NativeRouter(plan.routerWeight, c.numExperts, c.hiddenSize, bias, plan.routingArg, c.topK);
+      meta = JSON.parse(h.meta) as LayerMeta;
+    } catch {
+      throw typeError('handle.meta: not what layer.share() made (not JSON)');
+    }
+    const correction = Array.isArray(h.correctionBias) ? Float32Array.from(h.correctionBias as number[]) : undefined;
+    const plan = planFromMeta(meta, threadCount(h.threads, 'handle.threads'), () => undefined, correction, (why) => typeError(`handle: ${why}`), false);
+    const adopted = binding.adoptLayer(h.id);
+    adopting = {
+      plan, native: adopted.layer, mapped: false,
+      router: { native: adopted.router!, hasWeights: meta.router !== null, dtype: meta.router, bias: meta.routerBias },
+    };
+    return new MoeLayer(undefined as unknown as MoeLayerOptions);
+  }
+
+  /**
+   * Writes the packed layer (weights, biases, router, configuration) to a packed-layer file at
+   * `path`, on the addon's dispatcher thread: into a temporary file next to it, renamed over
+   * `path` when complete, so a reader never sees a partial file. `MoeLayer.open(path)` maps it
+   * back without packing. Rejects with a LayerFileError (`ERR_MOE_LAYER_FILE_IO`) if it cannot
+   * be written.
+   */
+  async save(path: string): Promise<void> {
+    const native = this.#live();
+    const file = filePath(path);
+    this.#inflight++;
+    try {
+      await binding.saveLayer(native, this.#router, file, JSON.stringify(this.#meta));
     } catch (err) {
-      this.#native?.dispose();
+      throw layerFileError(err, file);
+    } finally {
+      if (--this.#inflight === 0 && this.#disposed) this.#release();
+    }
+  }
+
+  /**
+   * A layer from a packed-layer file written by `save`: mapped read-only and shared (no copy,
+   * no packing; every process mapping the file shares its page-cache copy), on the dispatcher
+   * thread. Checked before use (header, sections, checksums with `verify`); a file of another
+   * format version, architecture or panel layout rejects with `ERR_MOE_LAYER_FILE_INCOMPATIBLE`,
+   * a damaged one with `ERR_MOE_LAYER_FILE`. The file must not be changed while mapped (a
+   * rename over it is fine).
+   */
+  static async open(path: string, options: OpenLayerOptions = {}): Promise<MoeLayer> {
+    const file = filePath(path);
+    const o = object(options, 'options');
+    const threads = o.threads === undefined ? binding.cpuInfo().threads : threadCount(o.threads, 'options.threads');
+    const verify = optionalBoolean(o.verify, 'options.verify', true);
+    let opened: Awaited<ReturnType<typeof binding.openLayer>>;
+    try {
+      opened = await binding.openLayer(file, threads, verify);
+    } catch (err) {
+      throw layerFileError(err, file);
+    }
+    try {
+      adopting = { plan: planFromFile(file, opened.blobs, threads), native: opened.layer, mapped: opened.mapped };
+      return new MoeLayer(undefined as unknown as MoeLayerOptions);
+    } catch (err) {
+      adopting = null;
+      opened.layer.dispose();
       throw err;
     }
-    this.hasRouter = plan.routerWeight !== null;
   }
 
   static {
@@ -248,7 +486,8 @@ export class MoeLayer {
   /**
    * The micro-kernels this layer's forward runs (on this CPU, under the kernel set in use):
    * `decode` below `prefillMinTokensPerExpert` tokens per selected expert on average, `prefill`
-   * from there on (and for bf16 hidden where the prefill kernel takes bf16 rows).
+   * from there on (and for bf16 hidden where the prefill kernel takes bf16 rows), and `tiles`
+   * (AMX, kernel set 'amx') from `tilesMinTokensPerExpert`.
    */
   get kernels(): KernelChoice {
     return this.#live().kernels;
@@ -384,6 +623,8 @@ export class MoeLayer {
 interface LayerPlan {
   config: {
     numExperts: number; hiddenSize: number; intermediateSize: number; topK: number; activation: Activation;
+    /** The experts held, when a subset. */
+    experts: Uint32Array | null;
     isW13Interleaved: boolean; transposed: boolean; swigluAlpha: number; swigluLimit: number; threads: number;
     weightDtype: WeightDtype;
   };
@@ -394,8 +635,114 @@ interface LayerPlan {
   refusal(err: unknown): unknown;
 }
 
-/** A layer packed by MoeLayer.create, handed to the constructor. */
-let adopting: { plan: LayerPlan; native: NativeLayer } | null = null;
+/** What the constructor needs of a plan when the native layer is made elsewhere (create, open). */
+type AdoptedPlan = Pick<LayerPlan, 'config' | 'routing' | 'routingArg' | 'routerWeight' | 'routerBias'>;
+
+/** A layer packed by MoeLayer.create or mapped by MoeLayer.open, handed to the constructor. */
+let adopting: {
+  plan: AdoptedPlan; native: NativeLayer; mapped?: boolean;
+  /** A router made elsewhere (adopt): used as it is. */
+  router?: { native: NativeRouter; hasWeights: boolean; dtype: 'f32' | 'bf16' | null; bias: boolean };
+} | null = null;
+
+// ---------------------------------------------------------------------------------------------
+// Packed-layer files: the facade's part (the blob "meta" and the router's blobs)
+
+const LAYER_META_FORMAT = 'moe-cpu layer 1';
+
+/** The blob "meta" of a packed-layer file: the facade's view of the layer (JSON). */
+interface LayerMeta {
+  format: typeof LAYER_META_FORMAT;
+  numExperts: number; hiddenSize: number; intermediateSize: number; topK: number;
+  experts: number[] | null;
+  activation: Activation; isW13Interleaved: boolean; weightDtype: WeightDtype; swigluAlpha: number; swigluLimit: number;
+  /** The routing rule; its correction bias (when true) is the blob "router.correction". */
+  routing: Omit<ReturnType<typeof checkRouting>, 'correctionBias'> & { correctionBias: boolean };
+  /** The router weights' dtype in the blob "router.weight", or null without a router. */
+  router: 'f32' | 'bf16' | null;
+  routerBias: boolean;
+}
+
+function filePath(path: unknown): string {
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) {
+    throw typeError(`path: expected a file path (a non-empty string), got ${describe(path)}`);
+  }
+  return path;
+}
+
+/** A native error of a packed-layer file as a LayerFileError; anything else as it is. */
+function layerFileError(err: unknown, path: string): unknown {
+  const code = (err as { code?: string } | null)?.code;
+  if (code === 'ERR_MOE_LAYER_FILE' || code === 'ERR_MOE_LAYER_FILE_INCOMPATIBLE' || code === 'ERR_MOE_LAYER_FILE_IO') {
+    return new LayerFileError(code as LayerFileErrorCode, path, (err as Error).message);
+  }
+  return err;
+}
+
+/** The constructor's plan from a file's blobs, each checked (a file that lies is ERR_MOE_LAYER_FILE). */
+function planFromFile(path: string, blobs: Record<string, ArrayBuffer>, threads: number): AdoptedPlan {
+  const bad = (why: string) => new LayerFileError('ERR_MOE_LAYER_FILE', path, `${path}: ${why}`);
+  let meta: LayerMeta;
+  try {
+    meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(blobs.meta ?? new ArrayBuffer(0))) as LayerMeta;
+  } catch {
+    throw bad('no readable layer description (blob "meta")');
+  }
+  return planFromMeta(meta, threads, (name) => blobs[name], undefined, bad);
+}
+
+/**
+ * The constructor's plan from a layer description and its arrays (`array(name)`: the blobs
+ * "router.weight", "router.bias", "router.correction"; or the correction bias given); `bad`
+ * makes the error for a description that does not hold. Without `routerArrays` (a layer
+ * adopted from another thread brings its native router) the router's arrays are not read.
+ */
+function planFromMeta(meta: LayerMeta, threads: number, array: (name: string) => ArrayBuffer | undefined,
+  correction: Float32Array | undefined, bad: (why: string) => Error, routerArrays = true): AdoptedPlan {
+  if (meta === null || typeof meta !== 'object' || meta.format !== LAYER_META_FORMAT) {
+    throw bad(`layer description of format ${describe((meta as { format?: unknown } | null)?.format)}, expected '${LAYER_META_FORMAT}'`);
+  }
+  const floats = (name: string, length: number): Float32Array => {
+    const b = array(name);
+    if (!b || b.byteLength !== length * 4) throw bad(`blob "${name}": expected ${length * 4} bytes, got ${b ? b.byteLength : 'none'}`);
+    return new Float32Array(b);
+  };
+  try {
+    const E = positiveInteger(meta.numExperts, 'numExperts'), H = positiveInteger(meta.hiddenSize, 'hiddenSize');
+    const K = checkTopK(meta.topK, E);
+    const r = meta.routing;
+    const routing: Routing = r.mode === 'sigmoid-grouped'
+      ? {
+        mode: r.mode, numGroups: r.numGroups, topkGroups: r.topkGroups, renormalize: r.renormalize,
+        routedScalingFactor: r.routedScalingFactor, ...(r.correctionBias ? { correctionBias: correction ?? floats('router.correction', E) } : {}),
+      }
+      : r.mode === 'softmax-topk' ? { mode: r.mode, renormalize: r.renormalize } : { mode: 'topk-softmax' };
+    let routerWeight: WeightArray | null = null;
+    const weight = array('router.weight');
+    if (meta.router !== null && weight) {
+      const bytes = meta.router === 'bf16' ? 2 : 4;
+      if (weight.byteLength !== E * H * bytes) throw bad(`blob "router.weight": expected ${E * H * bytes} bytes, got ${weight.byteLength}`);
+      routerWeight = meta.router === 'bf16' ? new Uint16Array(weight) : new Float32Array(weight);
+    } else if (meta.router !== null && routerArrays) {
+      throw bad('blob "router.weight": missing');
+    }
+    return {
+      config: {
+        numExperts: E, hiddenSize: H, intermediateSize: positiveInteger(meta.intermediateSize, 'intermediateSize'), topK: K,
+        experts: meta.experts === null || meta.experts === undefined ? null : expertSubset(meta.experts, E),
+        activation: oneOf(meta.activation, 'activation', ACTIVATIONS), isW13Interleaved: boolean(meta.isW13Interleaved, 'isW13Interleaved'),
+        transposed: false, swigluAlpha: finiteNumber(meta.swigluAlpha, 'swigluAlpha', SWIGLU_ALPHA),
+        swigluLimit: checkSwigluLimit(meta.swigluLimit, 'swigluLimit'), threads,
+        weightDtype: oneOf(meta.weightDtype, 'weightDtype', ['f32', 'bf16', 'f16', 'mxfp4', 'int8'] as const),
+      },
+      routing, routingArg: checkRouting(routing, E, K), routerWeight,
+      routerBias: meta.routerBias && routerArrays ? floats('router.bias', E) : null,
+    };
+  } catch (err) {
+    if (err instanceof LayerFileError) throw err;
+    throw bad(`bad layer description: ${(err as Error).message}`);
+  }
+}
 
 function planLayer(options: MoeLayerOptions): LayerPlan {
     const o = object(options, 'options');
@@ -420,12 +767,16 @@ function planLayer(options: MoeLayerOptions): LayerPlan {
     const routingArg = checkRouting(routing, E, K);
     const threads = o.threads === undefined ? binding.cpuInfo().threads : threadCount(o.threads, 'threads');
 
-    const w13Shape: TensorShape = { outer: [['E', E], ['2I', 2 * I]], depthName: 'H', depth: H };
-    const w2Shape: TensorShape = { outer: [['E', E], ['H', H]], depthName: 'I', depth: I };
+    const held = o.experts === undefined ? null : expertSubset(o.experts, E);
+    // The experts' tensors: those of the experts held ([S, ...] for a subset of S).
+    const S = held ? held.length : E;
+    const expertsDim = held ? `S=${S} experts held` : `E=${E}`;
+    const w13Shape: TensorShape = { outer: [held ? ['S', S] : ['E', E], ['2I', 2 * I]], depthName: 'H', depth: H };
+    const w2Shape: TensorShape = { outer: [held ? ['S', S] : ['E', E], ['H', H]], depthName: 'I', depth: I };
     const w13 = layerWeight(o.w13, 'w13', dtype, w13Shape, transposed);
     const w2 = layerWeight(o.w2, 'w2', dtype, w2Shape, transposed);
-    const w13Bias = o.w13Bias === undefined ? null : layerBias(o.w13Bias, 'w13Bias', dtype, E * 2 * I, `[E=${E}, 2I=${2 * I}]`);
-    const w2Bias = o.w2Bias === undefined ? null : layerBias(o.w2Bias, 'w2Bias', dtype, E * H, `[E=${E}, H=${H}]`);
+    const w13Bias = o.w13Bias === undefined ? null : layerBias(o.w13Bias, 'w13Bias', dtype, S * 2 * I, `[${expertsDim}, 2I=${2 * I}]`);
+    const w2Bias = o.w2Bias === undefined ? null : layerBias(o.w2Bias, 'w2Bias', dtype, S * H, `[${expertsDim}, H=${H}]`);
     const routerWeight = o.routerWeight === undefined ? null : routerArray(o.routerWeight, 'routerWeight', E * H, `[E=${E}, H=${H}]`);
     if (o.routerBias !== undefined && !routerWeight) {
       throw typeError('routerBias: given without routerWeight; pass routerWeight [E, H] too, or drop routerBias');
@@ -434,12 +785,33 @@ function planLayer(options: MoeLayerOptions): LayerPlan {
 
   return {
     config: {
-      numExperts: E, hiddenSize: H, intermediateSize: I, topK: K, activation,
+      numExperts: E, experts: held, hiddenSize: H, intermediateSize: I, topK: K, activation,
       isW13Interleaved: interleaved, transposed, swigluAlpha: alpha, swigluLimit: limit, threads, weightDtype: dtype,
     },
     w13, w2, w13Bias, w2Bias, routing, routingArg, routerWeight, routerBias,
     refusal: (err) => (dtype === 'int8' ? int8Refusal(err, [['w13', w13], ['w2', w2]], 'weightDtype') : err),
   };
+}
+
+/** `experts`: ids strictly increasing in [0, E), or { first, count }; as a Uint32Array. */
+export function expertSubset(value: unknown, E: number): Uint32Array {
+  if (Array.isArray(value)) {
+    if (value.length === 0) throw rangeError('experts: expected at least one expert id, got []');
+    const ids = new Uint32Array(value.length);
+    value.forEach((id, i) => {
+      if (typeof id !== 'number') throw typeError(`experts[${i}]: expected an expert id, got ${describe(id)}`);
+      if (!Number.isInteger(id) || id < 0 || id >= E) throw rangeError(`experts[${i}]: expected an expert id in [0, ${E}), got ${id}`);
+      if (i > 0 && id <= ids[i - 1]) throw rangeError(`experts[${i}]: expected ids in increasing order, got ${id} after ${ids[i - 1]}`);
+      ids[i] = id;
+    });
+    return ids;
+  }
+  const r = object(value, 'experts');
+  if (typeof r.first !== 'number') throw typeError(`experts.first: expected a number, got ${describe(r.first)}`);
+  if (!Number.isInteger(r.first) || r.first < 0 || r.first >= E) throw rangeError(`experts.first: expected an expert id in [0, ${E}), got ${r.first}`);
+  const count = positiveInteger(r.count, 'experts.count');
+  if (r.first + count > E) throw rangeError(`experts.count: expected at most ${E - r.first} (experts ${r.first} … ${E - 1}), got ${count}`);
+  return Uint32Array.from({ length: count }, (_, i) => (r.first as number) + i);
 }
 
 /** routerWeight / routerBias: Float32Array or bf16 Uint16Array of `length` elements (a Float16Array is widened to f32). */

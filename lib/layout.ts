@@ -3,15 +3,24 @@ import { binding } from './binding';
 import { object, optionalBoolean, positiveInteger, sameType, weightArray, type WeightArray } from './validate';
 import { rangeError } from './errors';
 
+/** The shape of a W13 weight [E, 2I, H] (or bias [E, 2I]) for `deinterleaveW13` / `interleaveW13`. */
 export interface W13Shape {
+  /** E. */
   numExperts: number;
+  /** I (W13 has 2I rows). */
   intermediateSize: number;
   /** Input size H; 1 for a bias [E, 2I]. */
   hiddenSize: number;
-  /** [E, H, 2I] instead of [E, 2I, H]. */
-  transposed?: boolean;
-  /** Permute w itself (no second copy) and return it. */
-  inPlace?: boolean;
+  /**
+   * [E, H, 2I] instead of [E, 2I, H].
+   * @default false
+   */
+  transposed?: boolean | undefined;
+  /**
+   * Permute w itself (no second copy) and return it.
+   * @default false (a new array)
+   */
+  inPlace?: boolean | undefined;
 }
 
 function permute<T extends WeightArray>(w: T, options: W13Shape, toInterleaved: boolean): T {

@@ -5,6 +5,8 @@ import { constants as bufferConstants } from 'node:buffer';
 import { binding, type NativeTensor, type TensorData } from './binding';
 import { adopt, describe, f16BitsOf, isFloat16Array, oneOf, positiveInteger, typedArray } from './validate';
 import { typeError, rangeError } from './errors';
+// Type only: layer.ts imports this file at run time.
+import type { Float16ArrayLike } from './layer';
 
 /**
  * The format a layer holds its expert weights in (biases are always held in f32):
@@ -465,14 +467,18 @@ export function quantize(values: Float32Array, shape: readonly [number, number],
 
 /**
  * The exact f32 values of a tensor of `rows` rows of `depth` values in `format`: a
- * pre-quantized mxfp4 or int8 tensor, or f32 values / bf16 or f16 bit patterns (a new array).
+ * pre-quantized mxfp4 or int8 tensor, or f32 values / bf16 or f16 bit patterns, or a Float16Array
+ * (`'f16'`); a new array.
  */
 export function dequantize(tensor: Mxfp4Tensor, shape: readonly [number, number], format: 'mxfp4'): Float32Array;
 export function dequantize(tensor: Int8Tensor, shape: readonly [number, number], format: 'int8'): Float32Array;
 export function dequantize(tensor: Float32Array, shape: readonly [number, number], format: 'f32'): Float32Array;
 export function dequantize(tensor: Uint16Array, shape: readonly [number, number], format: 'bf16' | 'f16'): Float32Array;
-export function dequantize(tensor: QuantizedTensor | Float32Array | Uint16Array, shape: readonly [number, number], format: WeightDtype): Float32Array;
-export function dequantize(tensor: QuantizedTensor | Float32Array | Uint16Array, shape: readonly [number, number], format: WeightDtype): Float32Array {
+export function dequantize(tensor: Float16ArrayLike, shape: readonly [number, number], format: 'f16'): Float32Array;
+export function dequantize(tensor: QuantizedTensor | Float32Array | Uint16Array | Float16ArrayLike, shape: readonly [number, number],
+  format: WeightDtype): Float32Array;
+export function dequantize(tensor: QuantizedTensor | Float32Array | Uint16Array | Float16ArrayLike, shape: readonly [number, number],
+  format: WeightDtype): Float32Array {
   const f = oneOf(format, 'format', WEIGHT_DTYPES);
   const { rows, depth } = matrixShape(shape, f);
   const s = plainShape(rows, depth);

@@ -3,20 +3,54 @@ import { binding } from './binding';
 import { boolean, finiteNumber, object, oneOf, positiveInteger, typedArray } from './validate';
 import { rangeError } from './errors';
 
-export type Routing =
-  | { mode: 'topk-softmax' }
-  | { mode: 'softmax-topk'; renormalize: boolean }
-  | {
-      mode: 'sigmoid-grouped';
-      numGroups: number;
-      topkGroups: number;
-      correctionBias?: Float32Array;
-      renormalize: boolean;
-      routedScalingFactor?: number;
-    };
+/**
+ * How router logits [T, E] become K expert ids and weights per token (docs/spec.md, "Routing").
+ * Slots are ordered by descending score, ties to the lower expert index.
+ */
+export type Routing = TopkSoftmaxRouting | SoftmaxTopkRouting | SigmoidGroupedRouting;
 
+/** gpt-oss: the top K logits, then a softmax over those K. */
+export interface TopkSoftmaxRouting {
+  mode: 'topk-softmax';
+}
+
+/** Mixtral, Qwen-MoE: a softmax over all E logits (fp32), then the top K. */
+export interface SoftmaxTopkRouting {
+  mode: 'softmax-topk';
+  /** Required: divide the K weights by their sum (Mixtral, Qwen3: true; Qwen1.5/Qwen2-MoE: false). */
+  renormalize: boolean;
+}
+
+/**
+ * DeepSeek-V3: scores = sigmoid(logits); experts in `numGroups` contiguous groups, each scored
+ * by the sum of its top 2 (score + correctionBias); the top K inside the best `topkGroups` groups;
+ * weights are the unbiased scores, renormalized if asked, times `routedScalingFactor`.
+ */
+export interface SigmoidGroupedRouting {
+  mode: 'sigmoid-grouped';
+  /** Groups the E experts are split into: a divisor of E. */
+  numGroups: number;
+  /** Groups kept, 1 ≤ topkGroups ≤ numGroups, with topK ≤ topkGroups · E / numGroups. */
+  topkGroups: number;
+  /**
+   * [E], finite: added to the scores to choose experts (never to the weights).
+   * @default undefined (no correction: zeros)
+   */
+  correctionBias?: Float32Array | undefined;
+  /** Required: divide the K weights by their sum before scaling. */
+  renormalize: boolean;
+  /**
+   * Multiplies every routing weight; a positive float32.
+   * @default 1
+   */
+  routedScalingFactor?: number | undefined;
+}
+
+/** A route: expert ids and their weights, [T, K] each, slot by slot. */
 export interface RouteIds {
+  /** [T, K] expert ids in [0, E). */
   ids: Int32Array;
+  /** [T, K] finite routing weights (the expert's output, W2 bias included, is scaled by it). */
   weights: Float32Array;
 }
 
@@ -80,9 +114,13 @@ export function route(logits: Float32Array, tokens: number, numExperts: number, 
 }
 
 export interface SelectExpertsOptions {
+  /** T: rows of `logits`. */
   tokens: number;
+  /** E: columns of `logits`. */
   numExperts: number;
+  /** K: experts chosen per token, 1 ≤ K ≤ E. */
   topK: number;
+  /** Required: the routing rule. */
   routing: Routing;
 }
 

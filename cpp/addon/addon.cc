@@ -23,6 +23,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "moe_cpu.h"
@@ -39,6 +40,17 @@ constexpr const char* kOutOfMemory = "ERR_MOE_OUT_OF_MEMORY";
 constexpr const char* kDisposed = "ERR_MOE_DISPOSED";
 constexpr const char* kInternal = "ERR_MOE_INTERNAL";
 constexpr const char* kAborted = "ERR_MOE_ABORTED";
+constexpr const char* kLayerFile = "ERR_MOE_LAYER_FILE";
+constexpr const char* kLayerFileIncompatible = "ERR_MOE_LAYER_FILE_INCOMPATIBLE";
+constexpr const char* kLayerFileIo = "ERR_MOE_LAYER_FILE_IO";
+
+const char* layer_file_code(const moe::LayerFileError& e) {
+  switch (e.kind()) {
+    case moe::LayerFileError::Kind::incompatible: return kLayerFileIncompatible;
+    case moe::LayerFileError::Kind::io: return kLayerFileIo;
+    default: return kLayerFile;
+  }
+}
 
 // Most native threads one layer may use (lib/validate.ts MAX_THREADS).
 constexpr size_t kMaxThreads = 1024;
@@ -471,6 +483,7 @@ struct EnvTasks {
   size_t running = 0;    // queued and not yet handed back to the JS thread (dispatcher + JS)
   bool closing = false;  // the environment is being torn down
   napi_ref native_layer = nullptr;  // the NativeLayer class, for layers packed asynchronously
+  napi_ref native_router = nullptr;  // the NativeRouter class, for routers handed over by another thread
 };
 
 class AsyncTask {
@@ -505,11 +518,14 @@ class AsyncTask {
 
  private:
   friend class Dispatcher;
-  enum class Failure { none, invalid_argument, out_of_memory, internal, cancelled };
+  enum class Failure { none, invalid_argument, out_of_memory, internal, cancelled, layer_file };
 
   void Execute() {
     try {
       Run();
+    } catch (const moe::LayerFileError& e) {
+      fail(Failure::layer_file, e.what());
+      code_ = layer_file_code(e);
     } catch (const moe::InvalidArgument& e) {
       fail(Failure::invalid_argument, e.what());
     } catch (const moe::OutOfMemory& e) {
@@ -554,6 +570,7 @@ class AsyncTask {
                             : with_code(Napi::Error::New(env, message_),
                                         failure_ == Failure::out_of_memory ? kOutOfMemory
                                         : failure_ == Failure::cancelled   ? kAborted
+                                        : failure_ == Failure::layer_file  ? code_
                                                                            : kInternal);
     if (failure_ == Failure::cancelled) error.Set("name", Napi::String::New(env, "AbortError"));
     napi_reject_deferred(env, deferred_, error.Value());
@@ -568,6 +585,7 @@ class AsyncTask {
   EnvTasks* tasks_ = nullptr;
   Failure failure_ = Failure::none;
   std::string message_;
+  const char* code_ = kInternal;  // Failure::layer_file: which
 };
 
 // The dispatcher thread and its FIFO queue. Never destroyed (like the native pool): it may be
@@ -709,6 +727,16 @@ LayerArgs layer_args(const Napi::CallbackInfo& info) {
   LayerArgs args;
   moe::MoeConfig& c = args.config;
   c.num_experts = size_arg(o.Get("numExperts"), "numExperts");
+  // A subset of the model's experts (Uint32Array of their ids): the layer holds and packs those.
+  Napi::Value held = o.Get("experts");
+  if (!held.IsUndefined() && !held.IsNull()) {
+    Span ids = typed_array(held, "experts", {napi_uint32_array});
+    if (ids.length == 0) throw_range(env, "experts: expected at least one expert");
+    c.model_experts = c.num_experts;
+    c.num_experts = ids.length;
+    const uint32_t* data = static_cast<const uint32_t*>(ids.data);
+    c.expert_ids.assign(data, data + ids.length);
+  }
   c.hidden_size = size_arg(o.Get("hiddenSize"), "hiddenSize");
   c.intermediate_size = size_arg(o.Get("intermediateSize"), "intermediateSize");
   c.top_k = size_arg(o.Get("topK"), "topK");
@@ -829,7 +857,8 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     return Napi::Number::New(info.Env(), layer_ ? static_cast<double>(layer_->bytes()) : 0.0);
   }
 
-  // { decode, prefill, prefillMinTokensPerExpert }: the micro-kernels forward runs.
+  // { decode, prefill, prefillMinTokensPerExpert, tiles, tilesMinTokensPerExpert }: the
+  // micro-kernels forward runs (tiles: null where the kernel set has no matrix unit).
   Napi::Value Kernels(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const moe::KernelChoice& k = layer(env).kernels();
@@ -837,6 +866,8 @@ class NativeLayer : public Napi::ObjectWrap<NativeLayer> {
     out.Set("decode", k.decode);
     out.Set("prefill", k.prefill);
     out.Set("prefillMinTokensPerExpert", static_cast<double>(k.prefill_min_tokens_per_expert));
+    out.Set("tiles", k.tiles.empty() ? env.Null() : Napi::String::New(env, k.tiles));
+    out.Set("tilesMinTokensPerExpert", static_cast<double>(k.tiles_min_tokens_per_expert));
     return out;
   }
 
@@ -855,9 +886,16 @@ class NativeRouter : public Napi::ObjectWrap<NativeRouter> {
                                              InstanceAccessor<&NativeRouter::Bytes>("bytes")});
   }
 
-  // new NativeRouter(weight | null, numExperts, hiddenSize, bias | null, routing, topK)
+  // new NativeRouter(weight | null, numExperts, hiddenSize, bias | null, routing, topK); the
+  // internal form new NativeRouter(External<shared_ptr<const Router>>) adopts one (adoptLayer).
   explicit NativeRouter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeRouter>(info) {
     Napi::Env env = info.Env();
+    if (info[0].IsExternal()) {
+      router_ = *info[0].As<Napi::External<std::shared_ptr<const moe::Router>>>().Data();
+      if (!router_) throw_type(env, "NativeRouter: no router");
+      tag_object(env, info.This().As<Napi::Object>(), kNativeRouterTag);
+      return;  // its memory is counted by the environment that made it
+    }
     const size_t E = size_arg(info[1], "numExperts"), H = size_arg(info[2], "hiddenSize");
     const size_t K = size_arg(info[5], "topK");
     if (E == 0 || H == 0) throw_range(env, "numExperts, hiddenSize: expected positive integers");
@@ -951,7 +989,7 @@ BlockArgs block_args(const Napi::CallbackInfo& info) {
   expect_length(env, a.hidden, checked_mul(env, a.tokens, c.hidden_size, "hidden"), "hidden");
   if (given(6)) {
     a.logits = typed_array(info[6], "route.logits", {napi_float32_array});
-    expect_length(env, a.logits, checked_mul(env, a.tokens, c.num_experts, "route.logits"), "route.logits");
+    expect_length(env, a.logits, checked_mul(env, a.tokens, c.routed_experts(), "route.logits"), "route.logits");
   }
   if (given(7) || given(8)) {
     a.ids = typed_array(info[7], "route.ids", {napi_int32_array});
@@ -1160,6 +1198,164 @@ Napi::Value CreateNativeLayer(const Napi::CallbackInfo& info) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Packed-layer files: saveLayer(layer, router, path, meta) and openLayer(path, threads, verify),
+// on the dispatcher thread (the file I/O of gigabytes stays off the event loop and libuv's pool).
+
+// The router's parts a file carries, by blob name.
+constexpr const char* kBlobMeta = "meta";
+constexpr const char* kBlobRouterWeight = "router.weight";
+constexpr const char* kBlobRouterBias = "router.bias";
+constexpr const char* kBlobCorrectionBias = "router.correction";
+
+class SaveTask : public AsyncTask {
+ public:
+  SaveTask(std::shared_ptr<const moe::MoeLayer> layer, std::shared_ptr<const moe::Router> router, std::string path,
+           std::string meta)
+      : layer_(std::move(layer)), router_(std::move(router)), path_(std::move(path)), meta_(std::move(meta)) {}
+
+ private:
+  void Run() override {
+    std::vector<moe::FileBlobView> blobs{{kBlobMeta, meta_.data(), meta_.size()}};
+    if (router_) {
+      const auto blob = [&](const char* name, const void* data, size_t bytes) {
+        if (bytes) blobs.push_back({name, data, bytes});
+      };
+      blob(kBlobRouterWeight, router_->weight().data(), router_->weight().size());
+      blob(kBlobRouterBias, router_->bias().data(), router_->bias().size() * sizeof(float));
+      blob(kBlobCorrectionBias, router_->correction_bias().data(), router_->correction_bias().size() * sizeof(float));
+    }
+    layer_->save(path_, blobs);
+  }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+
+  std::shared_ptr<const moe::MoeLayer> layer_;
+  std::shared_ptr<const moe::Router> router_;
+  std::string path_, meta_;
+};
+
+class OpenTask : public AsyncTask {
+ public:
+  OpenTask(std::string path, const moe::LayerFileOptions& options, napi_ref native_layer)
+      : path_(std::move(path)), options_(options), native_layer_(native_layer) {}
+
+ private:
+  void Run() override { opened_ = moe::MoeLayer::open(path_, options_); }
+  // { layer: NativeLayer, mapped, blobs: { name: ArrayBuffer } } (the blobs are small: copied).
+  Napi::Value Result(Napi::Env env) override {
+    napi_value ctor;
+    NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, native_layer_, &ctor), Napi::Value());
+    auto layer = Napi::External<std::shared_ptr<const moe::MoeLayer>>::New(env, &opened_.layer);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("layer", Napi::Function(env, ctor).New({layer}));
+    out.Set("mapped", Napi::Boolean::New(env, opened_.mapped));
+    Napi::Object blobs = Napi::Object::New(env);
+    for (const moe::FileBlob& b : opened_.blobs) {
+      Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, b.bytes.size());
+      if (!b.bytes.empty()) std::memcpy(buffer.Data(), b.bytes.data(), b.bytes.size());
+      blobs.Set(b.name, buffer);
+    }
+    out.Set("blobs", blobs);
+    return out;
+  }
+
+  std::string path_;
+  moe::LayerFileOptions options_;
+  napi_ref native_layer_;
+  moe::OpenedLayer opened_;
+};
+
+std::string path_arg(const Napi::Value& value, const char* name) {
+  if (!value.IsString()) throw_type(value.Env(), std::string(name) + ": expected a string");
+  std::string path = value.As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos) throw_type(value.Env(), std::string(name) + ": expected a file path");
+  return path;
+}
+
+// saveLayer(layer, router | null, path, meta: string) -> Promise<void>
+Napi::Value SaveLayer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!has_tag(info[0], kNativeLayerTag)) throw_type(env, "layer: expected a NativeLayer");
+  std::shared_ptr<const moe::MoeLayer> layer = Napi::ObjectWrap<NativeLayer>::Unwrap(info[0].As<Napi::Object>())->Shared(env);
+  std::shared_ptr<const moe::Router> router;
+  if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    if (!has_tag(info[1], kNativeRouterTag)) throw_type(env, "router: expected a NativeRouter");
+    router = Napi::ObjectWrap<NativeRouter>::Unwrap(info[1].As<Napi::Object>())->Shared(env);
+  }
+  std::string path = path_arg(info[2], "path");
+  if (!info[3].IsString()) throw_type(env, "meta: expected a string");
+  return AsyncTask::Queue(env, new SaveTask(std::move(layer), std::move(router), std::move(path), info[3].As<Napi::String>().Utf8Value()));
+}
+
+// openLayer(path, threads, verify) -> Promise<{ layer, mapped, blobs }>
+Napi::Value OpenLayer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  moe::LayerFileOptions options;
+  std::string path = path_arg(info[0], "path");
+  options.threads = threads_arg(info[1], "threads");
+  options.verify = info[2].ToBoolean();
+  return AsyncTask::Queue(env, new OpenTask(std::move(path), options, AsyncTask::TasksOf(env)->native_layer));
+}
+
+// ------------------------------------------------------------------------------------------
+// Layers handed to other threads (worker_threads) without a copy: shareLayer(layer, router)
+// registers the native layer and router under a number; adoptLayer(number), in any
+// environment of the process, takes them out (once) and wraps them. Each thread then holds its
+// own reference: disposing in one never frees what another uses.
+
+struct SharedLayer {
+  std::shared_ptr<const moe::MoeLayer> layer;
+  std::shared_ptr<const moe::Router> router;
+};
+std::mutex shared_layers_mutex;
+std::unordered_map<uint64_t, SharedLayer>& shared_layers() {
+  static auto* map = new std::unordered_map<uint64_t, SharedLayer>;  // never destroyed, as the pool
+  return *map;
+}
+
+// shareLayer(layer, router | null) -> number (an integer below 2^53)
+Napi::Value ShareLayer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!has_tag(info[0], kNativeLayerTag)) throw_type(env, "layer: expected a NativeLayer");
+  SharedLayer entry;
+  entry.layer = Napi::ObjectWrap<NativeLayer>::Unwrap(info[0].As<Napi::Object>())->Shared(env);
+  if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    if (!has_tag(info[1], kNativeRouterTag)) throw_type(env, "router: expected a NativeRouter");
+    entry.router = Napi::ObjectWrap<NativeRouter>::Unwrap(info[1].As<Napi::Object>())->Shared(env);
+  }
+  static uint64_t next = 1;
+  std::lock_guard<std::mutex> lock(shared_layers_mutex);
+  const uint64_t id = next++;
+  shared_layers().emplace(id, std::move(entry));
+  return Napi::Number::New(env, static_cast<double>(id));
+}
+
+// adoptLayer(number) -> { layer: NativeLayer, router: NativeRouter | null }; a number not
+// registered (or already adopted) is a RangeError.
+Napi::Value AdoptLayer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw_type(env, "handle: expected a number");
+  const double value = info[0].As<Napi::Number>().DoubleValue();
+  SharedLayer entry;
+  {
+    std::lock_guard<std::mutex> lock(shared_layers_mutex);
+    auto it = value >= 1 && value < 9007199254740992.0 ? shared_layers().find(static_cast<uint64_t>(value)) : shared_layers().end();
+    if (it == shared_layers().end()) throw_range(env, "handle: not a shared layer of this process, or already adopted");
+    entry = std::move(it->second);
+    shared_layers().erase(it);
+  }
+  EnvTasks* tasks = AsyncTask::TasksOf(env);
+  napi_value layer_ctor, router_ctor;
+  NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, tasks->native_layer, &layer_ctor), Napi::Value());
+  NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, tasks->native_router, &router_ctor), Napi::Value());
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("layer", Napi::Function(env, layer_ctor).New({Napi::External<std::shared_ptr<const moe::MoeLayer>>::New(env, &entry.layer)}));
+  out.Set("router", entry.router
+                        ? Napi::Function(env, router_ctor).New({Napi::External<std::shared_ptr<const moe::Router>>::New(env, &entry.router)})
+                        : env.Null());
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------
 // Registration: every export in one table.
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -1176,12 +1372,18 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EnvTasks* tasks = AsyncTask::TasksOf(env);
   NAPI_THROW_IF_FAILED(env, napi_create_reference(env, native_layer, 1, &tasks->native_layer), exports);
   exports.Set("createNativeLayer", Napi::Function::New<CreateNativeLayer>(env, "createNativeLayer"));
-  exports.Set("NativeRouter", NativeRouter::Define(env));
+  Napi::Function native_router = NativeRouter::Define(env);
+  exports.Set("NativeRouter", native_router);
+  NAPI_THROW_IF_FAILED(env, napi_create_reference(env, native_router, 1, &tasks->native_router), exports);
   exports.Set("forwardBlock", Napi::Function::New<ForwardBlock>(env, "forwardBlock"));
   exports.Set("forwardBlockSync", Napi::Function::New<ForwardBlockSync>(env, "forwardBlockSync"));
   exports.Set("decodeMxfp4", Napi::Function::New<DecodeMxfp4>(env, "decodeMxfp4"));
   exports.Set("decodeMxfp4Async", Napi::Function::New<DecodeMxfp4Async>(env, "decodeMxfp4Async"));
   exports.Set("convertAsync", Napi::Function::New<ConvertAsync>(env, "convertAsync"));
+  exports.Set("saveLayer", Napi::Function::New<SaveLayer>(env, "saveLayer"));
+  exports.Set("openLayer", Napi::Function::New<OpenLayer>(env, "openLayer"));
+  exports.Set("shareLayer", Napi::Function::New<ShareLayer>(env, "shareLayer"));
+  exports.Set("adoptLayer", Napi::Function::New<AdoptLayer>(env, "adoptLayer"));
   return exports;
 }
 

@@ -6,16 +6,31 @@ import { describe, object, routerValues, type WeightArray } from '../validate';
 import type { Family } from './config';
 import { disposedError, typeError, rangeError } from '../errors';
 
+/** Options of `new MoeBlock(options)`. */
 export interface MoeBlockOptions {
   /** The routed experts; with a router (routerWeight) `forward(hidden)` needs no route. */
   experts: MoeLayer;
-  /** A shared expert every token goes through: a MoeLayer with numExperts 1 and topK 1. */
-  sharedExperts?: MoeLayer;
-  /** [1, H] (f32, bf16, or a Float16Array widened to f32): scales the shared expert's output by sigmoid(gate · x) (Qwen2-MoE); without it, by 1. */
-  sharedExpertGate?: BiasInput;
-  /** Metadata of a block loaded from a checkpoint. */
-  family?: Family;
-  layer?: number;
+  /**
+   * A shared expert every token goes through: a MoeLayer with numExperts 1 and topK 1, of the same hiddenSize.
+   * @default undefined (no shared expert)
+   */
+  sharedExperts?: MoeLayer | undefined;
+  /**
+   * [1, H] (f32, bf16, or a Float16Array widened to f32): scales the shared expert's output by
+   * sigmoid(gate · x) (Qwen2-MoE); only with sharedExperts.
+   * @default undefined (the shared expert's output is scaled by 1)
+   */
+  sharedExpertGate?: BiasInput | undefined;
+  /**
+   * The model family of a block loaded from a checkpoint (metadata only).
+   * @default undefined
+   */
+  family?: Family | undefined;
+  /**
+   * The layer index of a block loaded from a checkpoint (metadata only).
+   * @default undefined
+   */
+  layer?: number | undefined;
 }
 
 /**

@@ -2,40 +2,60 @@
 import * as fs from './fsio';
 import * as path from 'node:path';
 
-import { MoeLayer, type MoeLayerOptions } from '../layer';
-import type { Mxfp4Tensor } from '../quantize';
+import { MoeLayer, expertSubset, type MoeLayerOptions, type PerExpertMxfp4Tensor } from '../layer';
 import type { Routing } from '../routing';
-import { describe, object, oneOf, optionalSignal, positiveInteger, threadCount, type WeightArray } from '../validate';
+import { describe, object, oneOf, optionalBoolean, optionalSignal, positiveInteger, threadCount, type WeightArray } from '../validate';
 import { MoeBlock } from './block';
 import { checkLayerCount, readModelConfig, type CheckpointConfig, type Family, type ModelConfig } from './config';
 import { CheckpointError } from './errors';
-import { planLayer, type LayerPlan, type SharedPlan, type TensorGroup } from './families';
+import { MXFP4_BLOCK, planLayer, type LayerPlan, type SharedPlan, type TensorGroup } from './families';
 import {
   WEIGHT_DTYPES, packedLayerBytes, stagingBytes, stagingFormat, unsupportedReason,
   type LoadWeightDtype, type StagingFormat, type StoredFormat,
 } from './formats';
 import { availableMemory } from './memory';
+import { PackedCache } from './cache';
 import { TensorReader } from './read';
 import { openTensorSet, type TensorLocation, type TensorSet } from './tensors';
 import { abortError, internalError, typeError, rangeError } from '../errors';
 
 export type { LoadWeightDtype } from './formats';
 
+/** Options of `loadMoeLayer` (the function and the method). */
 export interface LoadMoeLayerOptions {
   /**
    * What the packed expert weights are held as: 'mxfp4' | 'int8' | 'bf16' | 'f16' | 'f32', for
    * any checkpoint (rounded or quantized while packing where the checkpoint stores another
-   * format). Default: 'mxfp4' for MXFP4 checkpoints (as stored), 'bf16' for BF16, 'f32' for F32
-   * and F16 (lossless).
+   * format).
+   * @default 'mxfp4' for MXFP4 checkpoints (as stored), 'bf16' for BF16, 'f32' for F32 and F16 (lossless)
    */
-  weightDtype?: LoadWeightDtype;
-  /** Native threads of the layer; default: physical cores. */
-  threads?: number;
+  weightDtype?: LoadWeightDtype | undefined;
+  /**
+   * Native threads of the layer, 1 to 1024.
+   * @default cpuInfo().threads (the physical cores available to the process)
+   */
+  threads?: number | undefined;
   /**
    * Cancels the load: it rejects with an AbortError (code ERR_MOE_ABORTED) and frees everything
    * it allocated. Checked before every read of at most 16 MB and around each packing.
+   * @default undefined (not cancellable)
    */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
+  /**
+   * Load a subset of the routed experts (a model split by experts over processes or hosts):
+   * their ids in [0, numExperts), increasing, or `{ first, count }`. Only their tensors are
+   * read; the block's forward returns the partial output of the routes to them (see
+   * `MoeLayerOptions.experts`), so the caller sums the partial outputs of the other parts.
+   * The router is the whole model's.
+   * @default all experts
+   */
+  experts?: readonly number[] | { first: number; count: number } | undefined;
+  /**
+   * Load the block's shared expert (where the family has one). In a model split by experts,
+   * load it in one part only (false elsewhere), or its output is added once per part.
+   * @default true
+   */
+  sharedExperts?: boolean | undefined;
 }
 
 /** What `onProgress` of loadMoeLayers is told after each layer. */
@@ -44,22 +64,44 @@ export interface LoadProgress {
   layer: number;
   /** Its position in the list being loaded (0-based), of `count`. */
   index: number;
+  /** Layers in the list being loaded. */
   count: number;
   /** Bytes the loaded layers hold so far, of `bytesTotal` (as `estimate` counts them). */
   bytesDone: number;
+  /** Bytes all the layers will hold (`estimate().bytes`). */
   bytesTotal: number;
 }
 
-export interface EstimateOptions {
-  /** MoE layers to count; default: all of `moeLayers`. */
-  layers?: readonly number[];
-  weightDtype?: LoadWeightDtype;
-  /** Memory to compare with instead of what the system reports (MemAvailable, os.freemem()). */
-  availableBytes?: number;
+/**
+ * Options of `ckpt.estimate`; `loadMoeLayers` takes them too. (`experts` and `sharedExperts`:
+ * the part of each layer to count, as loadMoeLayer takes them.)
+ */
+export interface EstimateOptions extends Pick<LoadMoeLayerOptions, 'experts' | 'sharedExperts'> {
+  /**
+   * MoE layers to count (or load), each one of `moeLayers`, no repeats; loaded in this order.
+   * @default ckpt.moeLayers (all of them)
+   */
+  layers?: readonly number[] | undefined;
+  /**
+   * As `LoadMoeLayerOptions.weightDtype`.
+   * @default each layer's `defaultWeightDtype` (see `layerInfo`)
+   */
+  weightDtype?: LoadWeightDtype | undefined;
+  /**
+   * Memory to compare with instead of what the system reports, in bytes (meant for tests; the
+   * environment variable MOE_CPU_AVAILABLE_MEMORY does the same).
+   * @default MemAvailable of /proc/meminfo on Linux, os.freemem() elsewhere
+   */
+  availableBytes?: number | undefined;
 }
 
+/** Options of `ckpt.loadMoeLayers`. */
 export interface LoadMoeLayersOptions extends LoadMoeLayerOptions, EstimateOptions {
-  onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Called after each layer is loaded; an exception it throws fails the load (the blocks built are disposed).
+   * @default undefined (no progress reports)
+   */
+  onProgress?: ((progress: LoadProgress) => void) | undefined;
 }
 
 /** What loading a set of layers will hold, from the headers only. */
@@ -103,8 +145,13 @@ export interface MoeLayerInfo {
   unsupported: Partial<Record<LoadWeightDtype, string>>;
 }
 
-/** MXFP4 blocks and scales as the checkpoint stores them, or values in the staging dtype. */
-type Staged = WeightArray | Mxfp4Tensor;
+/**
+ * Expert weights staged per expert (one array per expert, never one [E, ...] array: a tensor of
+ * DeepSeek-V3's size is past the 2^32 elements of a Node 20 typed array, and E smaller
+ * allocations are easier on the allocator than one of many GB): MXFP4 blocks and scales as the
+ * checkpoint stores them, or values in the staging dtype.
+ */
+type Staged = Float32Array[] | Uint16Array[] | PerExpertMxfp4Tensor;
 
 /**
  * Staging arrays by role. loadMoeLayers keeps one pool for all its layers: they have the same
@@ -137,6 +184,13 @@ class StagingPool {
   }
 }
 
+/** The part of each layer a load holds: the routed experts `ids` (null: all, `experts` of them) and the shared expert or not. */
+interface LoadPart {
+  ids: Uint32Array | null;
+  experts: number;
+  shared: boolean;
+}
+
 /** A model folder whose config.json and safetensors headers have been read and checked. */
 export class Checkpoint {
   readonly dir: string;
@@ -153,9 +207,10 @@ export class Checkpoint {
   readonly #model: ModelConfig;
   readonly #tensors: TensorSet;
   readonly #configFile: string;
+  readonly #cache: PackedCache | null;
 
   /** Use `openCheckpoint(dir)`. */
-  constructor(dir: string, model: ModelConfig, tensors: TensorSet) {
+  constructor(dir: string, model: ModelConfig, tensors: TensorSet, cache: PackedCache | null = null) {
     this.dir = dir;
     this.family = model.family;
     this.familyReason = model.familyReason;
@@ -166,6 +221,12 @@ export class Checkpoint {
     this.#model = model;
     this.#tensors = tensors;
     this.#configFile = path.join(dir, 'config.json');
+    this.#cache = cache;
+  }
+
+  /** The packed-layer cache folder (`openCheckpoint`'s `packedCache`), or null. */
+  get packedCache(): string | null {
+    return this.#cache?.dir ?? null;
   }
 
   /** Tensors, layout and sizes of MoE layer n; throws CheckpointError if the checkpoint cannot give it. */
@@ -204,11 +265,12 @@ export class Checkpoint {
     const plan = this.#plan(layer);
     const dtype = this.#dtype(o.weightDtype, plan);
     const threads = o.threads === undefined ? undefined : threadCount(o.threads, 'threads');
+    const part = this.#part(o);
     const reader = new TensorReader(optionalSignal(o.signal, 'signal'));
     reader.throwIfAborted();
     const pool = new StagingPool();
     try {
-      return await this.#load(reader, plan, dtype, threads, pool);
+      return await this.#load(reader, plan, dtype, threads, pool, part);
     } finally {
       pool.release();
       await reader.close();
@@ -238,8 +300,9 @@ export class Checkpoint {
     }
     const onProgress = o.onProgress as LoadMoeLayersOptions['onProgress'];
     const signal = optionalSignal(o.signal, 'signal');
+    const part = this.#part(o);
     const { estimate, plans } = this.#estimate(o);
-    if (!estimate.fits) throw new CheckpointError({ file: this.dir, code: 'ERR_MOE_OUT_OF_MEMORY' }, this.#tooLarge(estimate, plans, o.weightDtype as LoadWeightDtype | undefined));
+    if (!estimate.fits) throw new CheckpointError({ file: this.dir, code: 'ERR_MOE_OUT_OF_MEMORY' }, this.#tooLarge(estimate, plans, o.weightDtype as LoadWeightDtype | undefined, part));
     const pool = new StagingPool();
     const reader = new TensorReader(signal);
     const blocks: MoeBlock[] = [];
@@ -248,7 +311,7 @@ export class Checkpoint {
       let done = 0;
       for (let index = 0; index < plans.length; index++) {
         const { layer, weightDtype, bytes } = estimate.layers[index];
-        blocks.push(await this.#load(reader, plans[index], weightDtype, threads, pool));
+        blocks.push(await this.#load(reader, plans[index], weightDtype, threads, pool, part));
         done += bytes;
         onProgress?.({ layer, index, count: plans.length, bytesDone: done, bytesTotal: estimate.bytes });
       }
@@ -262,7 +325,14 @@ export class Checkpoint {
     }
   }
 
+  /** The part of each layer a load holds: the experts (`experts`), and the shared expert (`sharedExperts`). */
+  #part(o: Record<string, unknown>): LoadPart {
+    const ids = o.experts === undefined ? null : expertSubset(o.experts, this.config.numExperts);
+    return { ids, experts: ids ? ids.length : this.config.numExperts, shared: optionalBoolean(o.sharedExperts, 'sharedExperts', true) };
+  }
+
   #estimate(o: Record<string, unknown>): { estimate: CheckpointEstimate; plans: LayerPlan[] } {
+    const part = this.#part(o);
     const layers = this.#layerList(o.layers);
     const requested = o.weightDtype === undefined ? undefined : oneOf(o.weightDtype, 'weightDtype', WEIGHT_DTYPES);
     let available: { bytes: number; source: string };
@@ -273,7 +343,7 @@ export class Checkpoint {
     const plans = layers.map((n) => this.#plan(n));
     const entries = plans.map((plan) => {
       const weightDtype = this.#dtype(requested, plan);
-      return { layer: plan.layer, weightDtype, bytes: packedLayerBytes(plan, this.config, weightDtype), staging: stagingBytes(plan, this.config, weightDtype) };
+      return { layer: plan.layer, weightDtype, bytes: packedLayerBytes(plan, this.config, weightDtype, part), staging: stagingBytes(plan, this.config, weightDtype, part) };
     });
     const bytes = entries.reduce((a, e) => a + e.bytes, 0);
     const staging = entries.reduce((a, e) => Math.max(a, e.staging), 0);
@@ -288,14 +358,14 @@ export class Checkpoint {
   }
 
   /** The message of a load that does not fit, with the weightDtypes that would. */
-  #tooLarge(e: CheckpointEstimate, plans: LayerPlan[], requested: LoadWeightDtype | undefined): string {
+  #tooLarge(e: CheckpointEstimate, plans: LayerPlan[], requested: LoadWeightDtype | undefined, part: LoadPart): string {
     const dtypes = [...new Set(e.layers.map((l) => l.weightDtype))];
     const gb = (n: number) => n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`;
     const alternatives = WEIGHT_DTYPES.filter((d) => d !== requested && !(dtypes.length === 1 && dtypes[0] === d))
       .filter((d) => plans.every((p) => !unsupportedReason(d, p, this.config)))
       .map((d) => {
-        const peak = plans.reduce((a, p) => a + packedLayerBytes(p, this.config, d), 0) +
-          plans.reduce((a, p) => Math.max(a, stagingBytes(p, this.config, d)), 0);
+        const peak = plans.reduce((a, p) => a + packedLayerBytes(p, this.config, d, part), 0) +
+          plans.reduce((a, p) => Math.max(a, stagingBytes(p, this.config, d, part)), 0);
         return { d, peak };
       })
       .filter((x) => x.peak <= e.available);
@@ -341,13 +411,33 @@ export class Checkpoint {
     return planLayer(this.family, this.config, this.#tensors, this.#configFile, layer);
   }
 
-  async #load(reader: TensorReader, plan: LayerPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool): Promise<MoeBlock> {
+  async #load(reader: TensorReader, plan: LayerPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool,
+    part: LoadPart): Promise<MoeBlock> {
     let experts: MoeLayer | null = null;
     let shared: { layer: MoeLayer; gate: WeightArray | null } | null = null;
+    const key = this.#cache?.key(plan.layer, dtype, part.ids ? { experts: [...part.ids], shared: part.shared } : part.shared ? undefined : { shared: false });
     try {
-      experts = await this.#loadExperts(reader, plan, dtype, threads, pool);
-      reader.throwIfAborted();
-      shared = plan.shared && await this.#loadShared(reader, plan.shared, dtype, threads, pool);
+      const cached = key === undefined ? null : await this.#cache!.open(key, threads);
+      if (cached) {
+        experts = cached.experts;
+        shared = cached.shared && { layer: cached.shared, gate: cached.gate };
+      } else {
+        experts = await this.#loadExperts(reader, plan, dtype, threads, pool, part.ids);
+        reader.throwIfAborted();
+        shared = plan.shared && part.shared ? await this.#loadShared(reader, plan.shared, dtype, threads, pool) : null;
+        reader.throwIfAborted();
+        if (key !== undefined) {
+          // Saved, then mapped back: this process too holds the page-cache copy every other one shares.
+          await this.#cache!.store(key, { experts, shared: shared?.layer ?? null, gate: shared?.gate ?? null });
+          const mapped = await this.#cache!.open(key, threads, true);
+          if (mapped) {
+            experts.dispose();
+            shared?.layer.dispose();
+            experts = mapped.experts;
+            shared = mapped.shared && { layer: mapped.shared, gate: mapped.gate };
+          }
+        }
+      }
       reader.throwIfAborted();
       return new MoeBlock({
         experts,
@@ -364,48 +454,68 @@ export class Checkpoint {
   }
 
   /** Biases: in the weight dtype for bf16 and f32 layers (as before), else f32 (exact from any stored dtype). */
-  async #bias(reader: TensorReader, loc: TensorLocation | null, dtype: LoadWeightDtype): Promise<WeightArray | undefined> {
+  /** Biases [E, n] (of the experts `ids` only, when given): in the weight dtype for bf16 and f32 layers, else f32. */
+  async #bias(reader: TensorReader, loc: TensorLocation | null, dtype: LoadWeightDtype, ids: Uint32Array | null): Promise<WeightArray | undefined> {
     if (!loc) return undefined;
-    return reader.array(loc, dtype === 'bf16' ? Uint16Array : Float32Array);
+    const all = await reader.array(loc, dtype === 'bf16' ? Uint16Array : Float32Array);
+    if (!ids) return all;
+    const n = all.length / this.config.numExperts;
+    const out = all instanceof Uint16Array ? new Uint16Array(ids.length * n) : new Float32Array(ids.length * n);
+    ids.forEach((e, i) => out.set(all.subarray(e * n, (e + 1) * n), i * n));
+    return out;
   }
 
   // The routed experts, router included. Staging arrays come from `pool` (live as long as it does).
-  async #loadExperts(reader: TensorReader, plan: LayerPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool): Promise<MoeLayer> {
+  // `ids`: the experts to load (a subset), or null for all. Only their tensors are read.
+  async #loadExperts(reader: TensorReader, plan: LayerPlan, dtype: LoadWeightDtype, threads: number | undefined, pool: StagingPool,
+    ids: Uint32Array | null): Promise<MoeLayer> {
     const c = this.config;
     const { hiddenSize: H, intermediateSize: I, numExperts: E } = c;
+    const held = ids ?? Uint32Array.from({ length: E }, (_, e) => e);
+    const S = held.length;
     const src = plan.experts;
     const stage = stagingFormat(plan.weightFormat, dtype);
     let w13: Staged, w2: Staged;
+    const perExpert13 = 2 * I * H, perExpert2 = H * I;
     if (stage === 'mxfp4') {
       if (src.kind !== 'mxfp4') throw internalError('mxfp4 staging of a float checkpoint');
-      // The checkpoint's own bytes: blocks [E, 2I, H/32, 16] and scales [E, 2I, H/32], W13 rows
-      // interleaved as stored (the packer resolves the layout).
-      const take = (role: string, loc: TensorLocation) => pool.take(role, Uint8Array, loc.entry.end - loc.entry.begin);
-      w13 = { blocks: take('w13.blocks', src.w13Blocks), scales: take('w13.scales', src.w13Scales) };
-      w2 = { blocks: take('w2.blocks', src.w2Blocks), scales: take('w2.scales', src.w2Scales) };
-      await Promise.all([
-        reader.raw(src.w13Blocks, w13.blocks), reader.raw(src.w13Scales, w13.scales),
-        reader.raw(src.w2Blocks, w2.blocks), reader.raw(src.w2Scales, w2.scales),
-      ]);
+      // The checkpoint's own bytes: expert e's blocks [2I, H/32, 16] and scales [2I, H/32] of the
+      // stored [E, ...] tensors, W13 rows as stored (the packer resolves the layout).
+      const slices = (role: string, loc: TensorLocation) => {
+        const n = (loc.entry.end - loc.entry.begin) / E;
+        return Array.from({ length: S }, (_, i) => pool.take(`${role}.${i}`, Uint8Array, n));
+      };
+      const m13 = { blocks: slices('w13.blocks', src.w13Blocks), scales: slices('w13.scales', src.w13Scales) };
+      const m2 = { blocks: slices('w2.blocks', src.w2Blocks), scales: slices('w2.scales', src.w2Scales) };
+      for (let i = 0; i < S; i++) {
+        const at = (a: Uint8Array[]) => held[i] * a[i].length;
+        await Promise.all([
+          reader.raw(src.w13Blocks, m13.blocks[i], at(m13.blocks)), reader.raw(src.w13Scales, m13.scales[i], at(m13.scales)),
+          reader.raw(src.w2Blocks, m2.blocks[i], at(m2.blocks)), reader.raw(src.w2Scales, m2.scales[i], at(m2.scales)),
+        ]);
+      }
+      w13 = m13;
+      w2 = m2;
     } else {
-      const a13 = pool.values('w13', stage, E * 2 * I * H);
-      const a2 = pool.values('w2', stage, E * H * I);
-      const read = (loc: TensorLocation, dest: WeightArray, at = 0) => readValues(reader, stage, loc, dest, at);
-      if (src.kind === 'mxfp4') {
-        await reader.mxfp4(src.w13Blocks, src.w13Scales, a13);
-        await reader.mxfp4(src.w2Blocks, src.w2Scales, a2);
-      } else if (src.kind === 'fused') {
-        await read(src.w13, a13);
-        await read(src.w2, a2);
-      } else {
-        for (let e = 0; e < E; e++) {
-          await read(src.gate[e], a13, e * 2 * I * H);
-          await read(src.up[e], a13, (e * 2 + 1) * I * H);
-          await read(src.down[e], a2, e * H * I);
+      const a13 = Array.from({ length: S }, (_, i) => pool.values(`w13.${i}`, stage, perExpert13));
+      const a2 = Array.from({ length: S }, (_, i) => pool.values(`w2.${i}`, stage, perExpert2));
+      for (let i = 0; i < S; i++) {
+        const e = held[i];
+        if (src.kind === 'mxfp4') {
+          await reader.mxfp4(src.w13Blocks, src.w13Scales, a13[i], e * perExpert13 / MXFP4_BLOCK, perExpert13 / MXFP4_BLOCK);
+          await reader.mxfp4(src.w2Blocks, src.w2Scales, a2[i], e * perExpert2 / MXFP4_BLOCK, perExpert2 / MXFP4_BLOCK);
+        } else if (src.kind === 'fused') {
+          // Expert e's slice of the stored [E, 2I, H] / [E, H, I] (or transposed) tensors.
+          await readValues(reader, stage, src.w13, a13[i], 0, e * perExpert13, perExpert13);
+          await readValues(reader, stage, src.w2, a2[i], 0, e * perExpert2, perExpert2);
+        } else {
+          await readValues(reader, stage, src.gate[e], a13[i], 0);
+          await readValues(reader, stage, src.up[e], a13[i], I * H);
+          await readValues(reader, stage, src.down[e], a2[i], 0);
         }
       }
-      w13 = a13;
-      w2 = a2;
+      w13 = a13 as Float32Array[] | Uint16Array[];
+      w2 = a2 as Float32Array[] | Uint16Array[];
     }
     let routing: Routing = c.routing;
     if (routing.mode === 'sigmoid-grouped' && plan.correctionBias) {
@@ -413,15 +523,16 @@ export class Checkpoint {
       routing = { ...routing, correctionBias: bias };
     }
     // The weights may be pre-quantized { blocks, scales } (mxfp4); the layer takes them as they are.
-    const options: MoeLayerOptions = {
-      numExperts: E, hiddenSize: H, intermediateSize: I, topK: c.topK, activation: c.activation,
+    // The cast: stagingFormat picked arrays that `dtype` takes, a pairing the compiler cannot follow.
+    const options = {
+      numExperts: E, ...(ids ? { experts: [...ids] } : {}), hiddenSize: H, intermediateSize: I, topK: c.topK, activation: c.activation,
       isW13Interleaved: plan.interleaved, transposed: plan.transposed, weightDtype: dtype, w13, w2,
-      w13Bias: await this.#bias(reader, plan.w13Bias, dtype),
-      w2Bias: await this.#bias(reader, plan.w2Bias, dtype),
+      w13Bias: await this.#bias(reader, plan.w13Bias, dtype, ids),
+      w2Bias: await this.#bias(reader, plan.w2Bias, dtype, ids),
       swigluAlpha: c.swigluAlpha, swigluLimit: c.swigluLimit, routing, threads,
       routerWeight: finite(plan.routerWeight, await reader.router(plan.routerWeight)),
       routerBias: plan.routerBias ? finite(plan.routerBias, await reader.array(plan.routerBias, Float32Array)) : undefined,
-    };
+    } as MoeLayerOptions;
     return MoeLayer.create(options);
   }
 
@@ -435,10 +546,11 @@ export class Checkpoint {
     await readValues(reader, stage, s.up, w13, Is * H);
     await readValues(reader, stage, s.down, w2, 0);
     const gate: WeightArray | null = s.gateWeight && finite(s.gateWeight, await reader.router(s.gateWeight));
+    // The cast: the staging arrays are of a type `dtype` takes (stagingFormat), as for the routed experts.
     const layer = await MoeLayer.create({
       numExperts: 1, hiddenSize: H, intermediateSize: Is, topK: 1, activation: this.config.activation,
       isW13Interleaved: false, weightDtype: dtype, w13, w2, threads,
-    });
+    } as MoeLayerOptions);
     return { layer, gate };
   }
 }
@@ -460,9 +572,10 @@ function finite(loc: TensorLocation, values: WeightArray): WeightArray {
 }
 
 /** A float tensor into a staging array: f16 bits as stored, or converted to f32 / bf16. */
-async function readValues(reader: TensorReader, stage: StagingFormat, loc: TensorLocation, dest: WeightArray, at: number): Promise<void> {
-  if (stage === 'f16') await reader.f16Bits(loc, dest as Uint16Array, at);
-  else await reader.floats(loc, dest, at);
+async function readValues(reader: TensorReader, stage: StagingFormat, loc: TensorLocation, dest: WeightArray, at: number,
+  first?: number, count?: number): Promise<void> {
+  if (stage === 'f16') await reader.f16Bits(loc, dest as Uint16Array, at, first, count);
+  else await reader.floats(loc, dest, at, first, count);
 }
 
 /** "0-23" or "1, 3, 5-9": a compact list of layer indices. */
@@ -483,14 +596,29 @@ export interface OpenCheckpointOptions {
    * Cancels the open: checked before each file is read (config.json, the index, every header);
    * then it rejects with an AbortError (code ERR_MOE_ABORTED, the signal's reason as `cause`).
    * Files already opened are closed.
+   * @default undefined (not cancellable)
    */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
+  /**
+   * A folder for packed layers: loadMoeLayer(s) packs a layer once, saves it there as
+   * packed-layer files, and maps it afterwards — in this process and every other one that
+   * opens the checkpoint with the same folder (one copy per host, in the page cache). Entries
+   * are keyed by config.json, the tensor files' names, sizes and modification times, the layer,
+   * the weightDtype and moe-cpu's version; written atomically, safe when several processes fill
+   * the folder at once. Created if missing.
+   * @default no cache: every load packs
+   */
+  packedCache?: string | undefined;
 }
 
 /** Reads config.json and the safetensors headers of a Hugging Face model folder (no weights). */
 export async function openCheckpoint(dir: string, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
   if (typeof dir !== 'string') throw typeError(`dir: expected a folder path, got ${describe(dir)}`);
-  const signal = optionalSignal(object(options, 'options').signal, 'options.signal');
+  const o = object(options, 'options');
+  const signal = optionalSignal(o.signal, 'options.signal');
+  if (o.packedCache !== undefined && (typeof o.packedCache !== 'string' || o.packedCache === '')) {
+    throw typeError(`options.packedCache: expected a folder path, got ${describe(o.packedCache)}`);
+  }
   const checkAborted = () => {
     if (signal?.aborted) throw abortError('openCheckpoint', signal.reason);
   };
@@ -505,7 +633,8 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
   const tensors = await openTensorSet(abs, checkAborted);
   checkAborted();
   checkLayerCount(model, tensors.layerIndices(), path.join(abs, 'config.json'));
-  return new Checkpoint(abs, model, tensors);
+  const cache = o.packedCache === undefined ? null : await PackedCache.of(o.packedCache as string, path.join(abs, 'config.json'), tensors.files);
+  return new Checkpoint(abs, model, tensors, cache);
 }
 
 /** openCheckpoint(dir) then loadMoeLayer(layer, options), in one call. */

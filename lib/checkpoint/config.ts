@@ -61,9 +61,26 @@ export interface ModelConfig {
 const MODEL_TYPES: Record<string, Family> = {
   gpt_oss: 'gpt-oss', mixtral: 'mixtral', qwen3_moe: 'qwen-moe', qwen2_moe: 'qwen-moe', deepseek_v3: 'deepseek-v3',
 };
-const ARCHITECTURES: Record<string, Family> = {
-  GptOssForCausalLM: 'gpt-oss', MixtralForCausalLM: 'mixtral', Qwen3MoeForCausalLM: 'qwen-moe',
-  Qwen2MoeForCausalLM: 'qwen-moe', DeepseekV3ForCausalLM: 'deepseek-v3',
+/** transformers' model classes -> the model_type of their config class. */
+const ARCHITECTURES: Record<string, string> = {
+  GptOssForCausalLM: 'gpt_oss', MixtralForCausalLM: 'mixtral', Qwen3MoeForCausalLM: 'qwen3_moe',
+  Qwen2MoeForCausalLM: 'qwen2_moe', DeepseekV3ForCausalLM: 'deepseek_v3',
+};
+
+/**
+ * The names config.json may give the expert count, per model_type: the attribute of
+ * transformers' config class first, then the aliases its `attribute_map` maps to it
+ * (transformers 5.17). transformers accepts either name and writes the attribute's, so a
+ * checkpoint saved by transformers 5 spells Qwen3-MoE's count `num_local_experts` where
+ * Qwen's own releases say `num_experts`. Qwen2-MoE's config class has no alias. Messages name
+ * the first spelling below, the one the model's own releases use.
+ */
+const EXPERT_COUNT_KEYS: Record<string, readonly string[]> = {
+  gpt_oss: ['num_local_experts', 'num_experts'],
+  mixtral: ['num_local_experts', 'num_experts'],
+  qwen3_moe: ['num_experts', 'num_local_experts'],
+  qwen2_moe: ['num_experts'],
+  deepseek_v3: ['n_routed_experts', 'num_local_experts'],
 };
 
 // transformers' hidden_act names -> ours.
@@ -105,12 +122,21 @@ class Fields {
     if (v > max) this.fail(key, `at most ${max} ${what}`);
     return v;
   }
-  /** The first of several keys present (some families have two names for one value); all present must agree. */
-  intOf(keys: string[], max: number, what: string): number {
+  /**
+   * One setting config.json may spell several ways (`keys`, the usual spelling first): each
+   * spelling present is checked, and all present must agree; none present fails naming them all.
+   */
+  intOf(keys: readonly string[], max: number, what: string): number {
     const present = keys.filter((k) => this.raw[k] !== undefined && this.raw[k] !== null);
-    const values = (present.length ? present : [keys[0]]).map((k) => this.int(k, max, what));
+    if (present.length === 0) {
+      const others = keys.length > 1 ? ` (or ${keys.slice(1).join(', ')}: the same setting)` : '';
+      throw new CheckpointError({ file: this.file, code: CONFIG }, `${keys[0]}${others}: expected a positive integer, got nothing (missing)`);
+    }
+    const values = present.map((k) => this.int(k, max, what));
     const other = values.findIndex((v) => v !== values[0]);
-    if (other > 0) this.fail(present[other], `the value of ${present[0]} (${values[0]}): both name one setting`);
+    if (other > 0) {
+      this.fail(present[other], `the value of ${present[0]} (${values[0]}): both spell one setting, transformers reads either`);
+    }
     return values[0];
   }
   /** A finite number representable as float32, in (0, max] (the computation is defined for positive values only). */
@@ -150,14 +176,15 @@ function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
 
-function detectFamily(raw: Record<string, unknown>, file: string): { family: Family; reason: string } {
+/** The family, and the model_type whose config class reads config.json (given, or implied by architectures). */
+function detectFamily(raw: Record<string, unknown>, file: string): { family: Family; reason: string; configType: string } {
   const modelType = raw.model_type;
   if (typeof modelType === 'string' && Object.hasOwn(MODEL_TYPES, modelType)) {
-    return { family: MODEL_TYPES[modelType], reason: `config.json model_type '${modelType}'` };
+    return { family: MODEL_TYPES[modelType], reason: `config.json model_type '${modelType}'`, configType: modelType };
   }
   const archs = Array.isArray(raw.architectures) ? raw.architectures : [];
   const arch = archs.find((a): a is string => typeof a === 'string' && Object.hasOwn(ARCHITECTURES, a));
-  if (arch) return { family: ARCHITECTURES[arch], reason: `config.json architectures ['${arch}']` };
+  if (arch) return { family: MODEL_TYPES[ARCHITECTURES[arch]], reason: `config.json architectures ['${arch}']`, configType: ARCHITECTURES[arch] };
   const names = Array.isArray(raw.architectures) && raw.architectures.length <= 8
     ? `[${raw.architectures.map(describeValue).join(', ')}]`
     : describeValue(raw.architectures);
@@ -178,13 +205,13 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
     throw new CheckpointError({ file, code: CONFIG }, `the file holds ${describeValue(raw)}, not a JSON object`);
   }
   const f = new Fields(raw as Record<string, unknown>, file);
-  const { family, reason } = detectFamily(f.raw, file);
+  const { family, reason, configType } = detectFamily(f.raw, file);
   const modelType = typeof f.raw.model_type === 'string' ? f.raw.model_type : '';
   const L = f.int('num_hidden_layers', MAX_LAYERS, 'layers');
   const H = f.int('hidden_size', MAX_SIZE, '(the largest size moe-cpu accepts)');
   const all = range(L);
   const size = (key: string, fallback?: number, min = 1) => f.int(key, MAX_SIZE, '(the largest size moe-cpu accepts)', fallback, min);
-  const experts = (key: string) => f.int(key, MAX_EXPERTS, 'experts');
+  const experts = () => f.intOf(EXPERT_COUNT_KEYS[configType], MAX_EXPERTS, 'experts');
   const topK = (keys: string[]) => f.intOf(keys, MAX_EXPERTS, 'experts');
 
   const base = (c: Omit<CheckpointConfig, 'modelType' | 'numLayers' | 'hiddenSize' | 'defaulted'>): CheckpointConfig =>
@@ -200,7 +227,7 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
     case 'gpt-oss': {
       const config = base({
         intermediateSize: size('intermediate_size'),
-        numExperts: experts('num_local_experts'),
+        numExperts: experts(),
         topK: topK(['num_experts_per_tok', 'experts_per_token']),
         activation: 'swigluoai',
         // transformers' GptOss has alpha fixed at 1.702; a config that names it is honoured.
@@ -214,7 +241,7 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
     case 'mixtral': {
       const config = base({
         intermediateSize: size('intermediate_size'),
-        numExperts: experts('num_local_experts'),
+        numExperts: experts(),
         topK: topK(['num_experts_per_tok']),
         activation: f.activation('hidden_act', 'silu'),
         routing: { mode: 'softmax-topk', renormalize: true },
@@ -223,7 +250,7 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
       return result(config, all, () => '');
     }
     case 'qwen-moe': {
-      const E = experts('num_experts');
+      const E = experts();
       const step = f.int('decoder_sparse_step', MAX_LAYERS, 'layers', 1);
       const mlpOnly = new Set(f.layerList('mlp_only_layers', [], L));
       const shared = modelType === 'qwen2_moe' || f.raw.shared_expert_intermediate_size !== undefined
@@ -252,7 +279,7 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
       if (nShared * I > MAX_SIZE) f.fail('n_shared_experts', `at most ${Math.floor(MAX_SIZE / I)}: n_shared_experts × moe_intermediate_size ${I} is the shared expert's size, at most ${MAX_SIZE}`);
       const firstMoe = f.int('first_k_dense_replace', MAX_LAYERS, 'layers', 3, 0);
       const freq = f.int('moe_layer_freq', MAX_LAYERS, 'layers', 1);
-      const E = experts('n_routed_experts');
+      const E = experts();
       const K = topK(['num_experts_per_tok']);
       const numGroups = f.int('n_group', MAX_EXPERTS, 'groups', 8);
       if (E % numGroups !== 0) f.fail('n_group', `a divisor of n_routed_experts (${E})`);

@@ -20,7 +20,8 @@ export class CheckpointError extends Error {
    */
   readonly code: CheckpointErrorCode;
 
-  constructor(where: { file?: string; tensor?: string; code?: CheckpointErrorCode }, message: string, options?: ErrorOptions) {
+  constructor(where: { file?: string | undefined; tensor?: string | undefined; code?: CheckpointErrorCode | undefined }, message: string,
+    options?: ErrorOptions) {
     const prefix = [where.file, where.tensor].filter((s) => s !== undefined).join(': ');
     super(prefix ? `${prefix}: ${message}` : message, options);
     this.name = 'CheckpointError';

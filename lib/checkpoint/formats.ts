@@ -52,13 +52,20 @@ export function unsupportedReason(dtype: LoadWeightDtype, plan: LayerPlan, c: Ch
  * Bytes the loaded block holds (`block.bytes`): packed experts (W13 gate + up, W2), their biases
  * in f32, the router (bf16 stays bf16, else f32; bias f32), the shared expert and its gate.
  */
-export function packedLayerBytes(plan: LayerPlan, c: CheckpointConfig, dtype: LoadWeightDtype): number {
+/** What part of a layer a load holds: `experts` of the routed experts (all: numExperts), and the shared expert or not. */
+export interface LayerPart {
+  experts: number;
+  shared: boolean;
+}
+
+export function packedLayerBytes(plan: LayerPlan, c: CheckpointConfig, dtype: LoadWeightDtype, part?: LayerPart): number {
   const { hiddenSize: H, intermediateSize: I, numExperts: E } = c;
-  let bytes = E * (2 * packedMatrixBytes(dtype, I, H) + packedMatrixBytes(dtype, H, I));
-  if (plan.w13Bias) bytes += E * 2 * I * 4;
-  if (plan.w2Bias) bytes += E * H * 4;
+  const S = part?.experts ?? E;
+  let bytes = S * (2 * packedMatrixBytes(dtype, I, H) + packedMatrixBytes(dtype, H, I));
+  if (plan.w13Bias) bytes += S * 2 * I * 4;
+  if (plan.w2Bias) bytes += S * H * 4;
   bytes += routerBytes(plan.routerWeight) + (plan.routerBias ? E * 4 : 0);
-  if (plan.shared) {
+  if (plan.shared && (part?.shared ?? true)) {
     const Is = plan.shared.intermediateSize;
     bytes += 2 * packedMatrixBytes(dtype, Is, H) + packedMatrixBytes(dtype, H, Is) + routerBytes(plan.shared.gateWeight);
   }
@@ -93,10 +100,10 @@ export function stagingFormat(stored: StoredFormat, dtype: LoadWeightDtype): Sta
 const STAGING_BITS: Record<StagingFormat, number> = { mxfp4: 4.25, bf16: 16, f16: 16, f32: 32 };
 
 /** Bytes of the staging arrays of one layer (experts and shared expert; routers and biases are small and left out). */
-export function stagingBytes(plan: LayerPlan, c: CheckpointConfig, dtype: LoadWeightDtype): number {
+export function stagingBytes(plan: LayerPlan, c: CheckpointConfig, dtype: LoadWeightDtype, part?: LayerPart): number {
   const { hiddenSize: H, intermediateSize: I, numExperts: E } = c;
-  let bytes = (3 * E * I * H * STAGING_BITS[stagingFormat(plan.weightFormat, dtype)]) / 8;
-  if (plan.shared) bytes += (3 * plan.shared.intermediateSize * H * STAGING_BITS[stagingFormat(plan.shared.format, dtype)]) / 8;
+  let bytes = (3 * (part?.experts ?? E) * I * H * STAGING_BITS[stagingFormat(plan.weightFormat, dtype)]) / 8;
+  if (plan.shared && (part?.shared ?? true)) bytes += (3 * plan.shared.intermediateSize * H * STAGING_BITS[stagingFormat(plan.shared.format, dtype)]) / 8;
   return bytes;
 }
 

@@ -63,41 +63,39 @@ export class TensorReader {
   }
 
   /**
-   * All of a float tensor (F32, BF16, F16) into dest (f32, or bf16 bits rounded to nearest
-   * even), starting at element `at` of dest.
+   * Elements [first, first + count) of a float tensor (F32, BF16, F16; by default all of it) into
+   * dest (f32, or bf16 bits rounded to nearest even), starting at element `at` of dest.
    */
-  async floats(loc: TensorLocation, dest: WeightArray, at = 0): Promise<void> {
-    const count = elementCount(loc.entry.shape);
+  async floats(loc: TensorLocation, dest: WeightArray, at = 0, first = 0, count = elementCount(loc.entry.shape) - first): Promise<void> {
     const { dtype } = loc.entry;
     const toBf16 = dest instanceof Uint16Array;
     const target = dest.subarray(at, at + count);
+    const inBytes = dtype === 'F32' ? 4 : 2;
     if ((dtype === 'BF16' && toBf16) || (dtype === 'F32' && !toBf16)) {
-      await this.bytes(loc, 0, bytesOf(target)); // same representation: straight into place
+      await this.bytes(loc, first * inBytes, bytesOf(target)); // same representation: straight into place
       return;
     }
-    const inBytes = dtype === 'F32' ? 4 : 2;
     const from = dtype === 'F32' ? 'f32' : dtype === 'BF16' ? 'bf16' : 'f16';
     const perChunk = Math.floor(CHUNK_BYTES / inBytes);
     const scratch = new ArrayBuffer(Math.min(count, perChunk) * inBytes);
     for (let i = 0; i < count; i += perChunk) {
       const n = Math.min(perChunk, count - i);
-      await this.bytes(loc, i * inBytes, new Uint8Array(scratch, 0, n * inBytes));
+      await this.bytes(loc, (first + i) * inBytes, new Uint8Array(scratch, 0, n * inBytes));
       const src = dtype === 'F32' ? new Float32Array(scratch, 0, n) : new Uint16Array(scratch, 0, n);
       // On the addon's dispatcher thread: the event loop only waits (f16 -> bf16 is one rounding).
       await binding.convertAsync(src, from, target.subarray(i, i + n));
     }
   }
 
-  /** All of a tensor's bytes, as stored (MXFP4 blocks and scales; F16 bits), into dest from byte `at`. */
-  async raw(loc: TensorLocation, dest: ArrayBufferView, at = 0): Promise<void> {
-    const bytes = bytesOf(dest).subarray(at, at + (loc.entry.end - loc.entry.begin));
-    await this.bytes(loc, 0, bytes);
+  /** Bytes [first, first + dest.byteLength) of a tensor as stored (MXFP4 blocks and scales); by default from its start. */
+  async raw(loc: TensorLocation, dest: ArrayBufferView, first = 0): Promise<void> {
+    await this.bytes(loc, first, bytesOf(dest));
   }
 
-  /** All of an F16 tensor as f16 bits (no conversion) into dest, starting at element `at`. */
-  async f16Bits(loc: TensorLocation, dest: Uint16Array, at = 0): Promise<void> {
+  /** Elements [first, first + count) of an F16 tensor as f16 bits (no conversion) into dest, starting at element `at`. */
+  async f16Bits(loc: TensorLocation, dest: Uint16Array, at = 0, first = 0, count = elementCount(loc.entry.shape) - first): Promise<void> {
     if (loc.entry.dtype !== 'F16') throw internalError(`f16Bits of a ${loc.entry.dtype} tensor (${loc.entry.name})`);
-    await this.raw(loc, dest, at * 2);
+    await this.raw(loc, dest.subarray(at, at + count), first * 2);
   }
 
   /** A whole float tensor in a new array of `ctor`'s dtype (f32, or bf16 bits). */
@@ -112,16 +110,18 @@ export class TensorReader {
     return this.array(loc, loc.entry.dtype === 'BF16' ? Uint16Array : Float32Array);
   }
 
-  /** MXFP4 blocks [..., nb, 16] + scales [..., nb] -> dest [..., nb * 32], decoded exactly. */
-  async mxfp4(blocks: TensorLocation, scales: TensorLocation, dest: WeightArray): Promise<void> {
-    const total = elementCount(scales.entry.shape);
+  /**
+   * MXFP4 blocks [..., nb, 16] + scales [..., nb] -> dest [..., nb * 32], decoded exactly: blocks
+   * [first, first + count) (by default all of them) into dest from its start.
+   */
+  async mxfp4(blocks: TensorLocation, scales: TensorLocation, dest: WeightArray, first = 0, count = elementCount(scales.entry.shape) - first): Promise<void> {
     const perChunk = Math.floor(CHUNK_BYTES / MXFP4_BLOCK_BYTES);
-    const codeBuf = new Uint8Array(Math.min(total, perChunk) * MXFP4_BLOCK_BYTES);
-    const scaleBuf = new Uint8Array(Math.min(total, perChunk));
-    for (let b = 0; b < total; b += perChunk) {
-      const n = Math.min(perChunk, total - b);
+    const codeBuf = new Uint8Array(Math.min(count, perChunk) * MXFP4_BLOCK_BYTES);
+    const scaleBuf = new Uint8Array(Math.min(count, perChunk));
+    for (let b = 0; b < count; b += perChunk) {
+      const n = Math.min(perChunk, count - b);
       const codes = codeBuf.subarray(0, n * MXFP4_BLOCK_BYTES), s = scaleBuf.subarray(0, n);
-      await Promise.all([this.bytes(blocks, b * MXFP4_BLOCK_BYTES, codes), this.bytes(scales, b, s)]);
+      await Promise.all([this.bytes(blocks, (first + b) * MXFP4_BLOCK_BYTES, codes), this.bytes(scales, first + b, s)]);
       await binding.decodeMxfp4Async(codes, s, dest.subarray(b * MXFP4_BLOCK, (b + n) * MXFP4_BLOCK));
     }
   }

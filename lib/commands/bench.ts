@@ -1,31 +1,53 @@
 // `moe-cpu bench`: a short timing of one MoE layer of a preset shape with random weights, next
-// to a quick measure of this machine's read bandwidth (the bound of decode). The full
-// benchmark is the native build/moe_bench; the comparison with peers is `npm run bench:peers`.
+// to a quick measure of this machine's read bandwidth (the bound of decode). A checkout of the
+// repository has more (the native build/moe_bench, the peers of bench/); the footer names them
+// only where they exist, since an installed package has neither.
 //
 // Cold weights by default (the way the project quotes decode): before every call, warm-ups
 // included, new random logits are routed with the preset's routing (a different set of experts
 // each call) and a buffer of max(64 MiB, 4 x L3) is read and written, then half of it read
 // again (so no dirty line is written back inside the timed call), neither timed. `--warm`: the
 // same route every call, no sweep.
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
 
+import { packedMatrixBytes } from '../checkpoint/formats';
 import { cpuInfo } from '../cpu';
-import { MoeLayer } from '../layer';
+import { codedError, ERR_OUT_OF_MEMORY } from '../errors';
+import { MoeLayer, type MoeLayerOptions } from '../layer';
 import { PRESETS, type Preset } from '../presets';
 import { selectExperts } from '../routing';
+import { listOf, positiveInteger, positiveIntegerList, stringOption, UsageError, type ParsedArgs } from './args';
+import type { Command, CommandOutput, CommandResult } from './command';
+import { formatBytes } from './inspect';
+import { activationBytes, describeNeeds, memoryNeeds, needsReport, type MemoryNeeds } from './memory-needs';
 import { Progress } from './progress';
-import { measureReadBandwidth } from './read-bandwidth';
-import { rangeError } from '../errors';
+import { BANDWIDTH_PROBE_BYTES, measureReadBandwidth } from './read-bandwidth';
 
 const DTYPES = ['f32', 'bf16', 'f16', 'mxfp4', 'int8'] as const;
 type BenchDtype = (typeof DTYPES)[number];
 
-export const BENCH_USAGE = `moe-cpu bench [--preset NAME] [--dtype bf16|f32|f16|mxfp4|int8[,...]] [--tokens 1,4,16,64,256]
-          [--threads N] [--iters N] [--warm] [--sweep-mb N]
-  presets: ${PRESETS.map((p) => p.name).join(', ')}
-  cold weights by default: fresh routes and a cache sweep (--sweep-mb MiB, default max(64, 4 x L3))
-  before every call, not timed; --warm: the same route every call and no sweep`;
+// A toy shape to check that the command works (tests, a new machine): its timings mean nothing.
+const TINY_PRESET: Preset = {
+  name: 'tiny', hiddenSize: 64, intermediateSize: 64, numExperts: 8, topK: 2, activation: 'swigluoai',
+  isW13Interleaved: true, biases: true, routing: { mode: 'topk-softmax' },
+};
+const BENCH_PRESETS: readonly Preset[] = [...PRESETS, TINY_PRESET];
+
+const BENCH_USAGE = `moe-cpu bench [--preset NAME] [--dtype bf16|f32|f16|mxfp4|int8[,...]] [--tokens 1,4,16,64,256]
+          [--threads N] [--iters N] [--warm] [--sweep-mb N] [--json]
+  times one MoE layer of a model's shape with random weights, T tokens at a time, and measures
+  this machine's read bandwidth (the bound of decode) to judge the decode rows by. Before it
+  allocates it prints (on stderr) the memory it needs and stops if that is not available
+  --preset NAME   the layer's shape (default gpt-oss-20b): ${PRESETS.map((p) => p.name).join(', ')},
+                  or tiny (E=8 H=I=64 K=2: checks that the command runs; its times mean nothing)
+  --dtype X,...   weight formats, one layer each (default bf16)
+  --tokens T,...  token counts (default 1,4,16,64,256)
+  --threads N     native threads (default: the physical cores)
+  --iters N       timed calls per token count (default: as many as fit 2 s, 3 to 21)
+  --warm          the same route every call and no cache sweep (default: cold weights, fresh
+                  routes and a cache sweep before every call, not timed)
+  --sweep-mb N    the sweep's size in MiB (default max(64, 4 x L3))`;
 
 // Bytes per weight as the layer holds it (mxfp4 and int8: codes and one scale per 32).
 const PACKED_BYTES: Record<BenchDtype, number> = { f32: 4, bf16: 2, f16: 2, mxfp4: 4.25 / 8, int8: 8.5 / 8 };
@@ -77,6 +99,16 @@ function weights(length: number, seed: number, bits: Bits): Float32Array | Uint1
   const array = bits === 'f32' ? new Float32Array(length) : new Uint16Array(length + (length & 1)).subarray(0, length);
   randomBits(new Uint32Array(array.buffer, 0, Math.ceil(array.byteLength / 4)), seed, bits);
   return array;
+}
+
+/**
+ * Expert weights given per expert, every expert the same array: the caller side holds one
+ * expert's worth (the layer packs each expert into its own panels, so what a call reads is
+ * unchanged), and a layer past the 2^32 elements of a Node 20 typed array (DeepSeek-V3's W13)
+ * can be built at all.
+ */
+function perExpertWeights(experts: number, lengthPerExpert: number, seed: number, bits: Bits): Float32Array[] | Uint16Array[] {
+  return Array<Float32Array | Uint16Array>(experts).fill(weights(lengthPerExpert, seed, bits)) as Float32Array[] | Uint16Array[];
 }
 
 // The caller's arrays a layer of each format is built from: its own values for f32, bf16 and
@@ -143,48 +175,125 @@ interface Options {
   sweepBytes: number; // 0: max(64 MiB, 4 x L3)
 }
 
-async function runBench(o: Options): Promise<void> {
+/** Bytes the layer holds: packed W13 and W2 (checkpoint/formats' panel arithmetic) and f32 biases. */
+function layerBytes(p: Preset, dtype: BenchDtype): number {
+  const { numExperts: E, hiddenSize: H, intermediateSize: I } = p;
+  return E * (2 * packedMatrixBytes(dtype, I, H) + packedMatrixBytes(dtype, H, I)) + (p.biases ? E * (2 * I + H) * 4 : 0);
+}
+
+/**
+ * Bytes of the arrays a layer is packed from (alive beside the packed copy while it packs): one
+ * expert's W13 and W2, given for every expert (perExpertWeights), and the biases.
+ */
+function sourceBytes(p: Preset, dtype: BenchDtype): number {
+  const { numExperts: E, hiddenSize: H, intermediateSize: I } = p;
+  return (3 * I * H + (p.biases ? E * (2 * I + H) : 0)) * (SOURCE_BITS[dtype] === 'f32' ? 4 : 2);
+}
+
+/**
+ * The most the run holds at once, counted as if nothing were freed in between (the probe's
+ * memory and the source arrays go at V8's next garbage collection, not at once).
+ */
+function benchNeeds(o: Options, sweepBytes: number): MemoryNeeds {
+  const p = o.preset;
+  const step = (d: BenchDtype) => layerBytes(p, d) + sourceBytes(p, d);
+  const largest = o.dtypes.reduce((a, d) => (step(d) > step(a) ? d : a));
+  const tokens = Math.max(...o.tokens);
+  return memoryNeeds([
+    { key: 'readBandwidthProbe', what: 'read-bandwidth probe', bytes: BANDWIDTH_PROBE_BYTES },
+    { key: 'cacheSweep', what: 'cache sweep', bytes: sweepBytes },
+    { key: 'packedWeights', what: `packed weights (${largest})`, bytes: layerBytes(p, largest) },
+    { key: 'sourceArrays', what: 'source arrays while packing', bytes: sourceBytes(p, largest) },
+    { key: 'activations', what: `activations (T=${tokens})`, bytes: activationBytes({
+      tokens, hiddenSize: p.hiddenSize, intermediateSize: p.intermediateSize, numExperts: p.numExperts, topK: p.topK,
+      sharedIntermediateSize: 0, hiddenBytes: 4, outputs: 1,
+    }) },
+  ]);
+}
+
+interface TokenRow {
+  tokens: number;
+  calls: number;
+  medianMs: number;
+  tokensPerSecond: number;
+  /** Mean distinct experts a call selected. */
+  experts: number;
+  /** Median over the calls of that call's experts' packed bytes ÷ its time. */
+  weightsGBps: number;
+  gflops: number;
+  /** weightsGBps ÷ the read bandwidth measured (decode rows only, else null). */
+  readBandwidthFraction: number | null;
+}
+
+interface DtypeResult {
+  dtype: BenchDtype;
+  bitsPerWeight: number;
+  kernels: { decode: string; prefill: string } | null;
+  packSeconds: number;
+  layerBytes: number;
+  rows: TokenRow[];
+}
+
+// What a checkout of the repository has beyond the installed package, named in the footer
+// only when present.
+const PACKAGE_ROOT = path.join(__dirname, '..', '..');
+const MOE_BENCH = path.join(PACKAGE_ROOT, 'build', 'moe_bench');
+const PEERS = path.join(PACKAGE_ROOT, 'bench', 'peers.js');
+
+async function runBench(o: Options, out: CommandOutput): Promise<CommandResult> {
   const { preset, tokens, threads, iters, warm } = o;
   const { numExperts: E, hiddenSize: H, intermediateSize: I, topK: K } = preset;
   const info = cpuInfo();
   const l3 = l3Bytes();
-  const sweep = warm ? null : new CacheSweep(o.sweepBytes || Math.max(MIN_SWEEP_BYTES, 4 * l3.bytes));
-  console.log(`moe-cpu bench: ${preset.name} (E=${E} H=${H} I=${I} K=${K}, ${preset.activation}, ` +
+  const sweepBytes = warm ? 0 : Math.ceil((o.sweepBytes || Math.max(MIN_SWEEP_BYTES, 4 * l3.bytes)) / MIB) * MIB;
+  const needs = benchNeeds(o, sweepBytes);
+  const progress = new Progress(1 + o.dtypes.length * (1 + tokens.length));
+  progress.note(`memory: ${describeNeeds(needs)}`);
+  if (!needs.fits) {
+    const fit = DTYPES.filter((d) => benchNeeds({ ...o, dtypes: [d] }, sweepBytes).fits);
+    throw codedError(new Error(`not enough memory: the run needs ~${formatBytes(needs.bytes)} but ${formatBytes(needs.available)} ` +
+      `is available (${needs.availableSource}); nothing was allocated. ` +
+      (fit.length ? `It fits with --dtype ${fit.join(' or ')}` : 'No --dtype fits (--warm drops the cache sweep)')), ERR_OUT_OF_MEMORY);
+  }
+  const sweep = warm ? null : new CacheSweep(sweepBytes);
+  out.print(`moe-cpu bench: ${preset.name} (E=${E} H=${H} I=${I} K=${K}, ${preset.activation}, ` +
     `${preset.isW13Interleaved ? 'interleaved' : 'halves'} W13), ${o.dtypes.join(', ')} weights, f32 activations`);
-  console.log(`cpu: ${info.arch} [${info.features.join(' ')}], kernel ${info.kernel}, ${threads} thread${threads === 1 ? '' : 's'}`);
-  console.log(sweep
+  out.print(`cpu: ${info.arch} [${info.features.join(' ')}], kernel ${info.kernel}, ${threads} thread${threads === 1 ? '' : 's'}`);
+  out.print(sweep
     ? `cold weights: fresh routes + ${sweep.bytes / MIB} MB cache sweep before each call (main thread; L3 ` +
       `${l3.bytes / MIB} MiB, ${l3.source}; not timed)`
     : 'warm weights (--warm): the same route every call, no cache sweep');
 
-  const progress = new Progress(1 + o.dtypes.length * (1 + tokens.length));
-  progress.update('measuring read bandwidth');
-  const bandwidth = await measureReadBandwidth(threads);
-  progress.step(`read bandwidth ${bandwidth.toFixed(1)} GB/s`);
-
-  const tables: { dtype: BenchDtype; kernels: string; packed: string; rows: string[][] }[] = [];
+  const results: DtypeResult[] = [];
   const rng = normalRandom(7);
+  let bandwidth = 0;
   try {
+    progress.update('measuring read bandwidth');
+    bandwidth = await measureReadBandwidth(threads);
+    progress.step(`read bandwidth ${bandwidth.toFixed(1)} GB/s`);
     for (const dtype of o.dtypes) {
       progress.update(`${dtype}: making random weights`);
       const bits = SOURCE_BITS[dtype];
       // Biases in the same dtype as the weights' arrays (the layer holds them in f32).
-      const w13 = weights(E * 2 * I * H, 1, bits), w2 = weights(E * H * I, 2, bits);
+      const w13 = perExpertWeights(E, 2 * I * H, 1, bits), w2 = perExpertWeights(E, H * I, 2, bits);
       const w13Bias = preset.biases ? weights(E * 2 * I, 3, bits) : undefined;
       const w2Bias = preset.biases ? weights(E * H, 4, bits) : undefined;
       const t = performance.now();
-      progress.update(`${dtype}: packing the layer`);
-      const layer = new MoeLayer({
+      // Packed off the main thread, so the progress line keeps moving during a long packing.
+      const layer = await progress.during(MoeLayer.create({
         numExperts: E, hiddenSize: H, intermediateSize: I, topK: K, activation: preset.activation,
         isW13Interleaved: preset.isW13Interleaved, weightDtype: dtype, w13, w2, w13Bias, w2Bias,
         routing: preset.routing, threads,
-      });
-      const packed = `packed in ${seconds(t)}, holds ${(layer.bytes / 1e9).toFixed(2)} GB`;
-      progress.step(`${dtype}: layer ${packed}`);
+        // The cast: SOURCE_BITS gives each dtype arrays it takes, a pairing the compiler cannot follow.
+      } as MoeLayerOptions), () => `${dtype}: packing the layer, ${seconds(t)}`);
+      const packSeconds = (performance.now() - t) / 1000;
+      progress.step(`${dtype}: layer packed in ${packSeconds.toFixed(1)} s, holds ${formatBytes(layer.bytes)}`);
       const k = layer.kernels as { decode?: string; prefill?: string } | undefined;
-      const kernels = k?.decode ? `${k.decode} / ${k.prefill}` : 'not reported';
+      const result: DtypeResult = {
+        dtype, bitsPerWeight: PACKED_BYTES[dtype] * 8, kernels: k?.decode && k.prefill ? { decode: k.decode, prefill: k.prefill } : null,
+        packSeconds, layerBytes: layer.bytes, rows: [],
+      };
       const expertBytes = 3 * I * H * PACKED_BYTES[dtype];
-      const rows: string[][] = [['tokens', 'calls', 'median ms', 'tokens/s', 'experts', 'weights GB/s', 'GFLOP/s', '% read BW']];
       try {
         for (const T of tokens) {
           const hidden = new Float32Array(T * H).map((_, i) => Math.sin(i * 0.37));
@@ -217,33 +326,47 @@ async function runBench(o: Options): Promise<void> {
             gbps.push((current.experts * expertBytes) / m / 1e6); // this call's experts, read once each
           }
           const m = median(ms), g = median(gbps);
-          const meanExperts = experts.reduce((a, b) => a + b, 0) / experts.length;
-          const gflops = (2 * T * K * 3 * I * H) / m / 1e6;
-          rows.push([String(T), String(calls), m.toFixed(2), ((T / m) * 1000).toFixed(1), meanExperts.toFixed(1), g.toFixed(2),
-            gflops.toFixed(1), T <= DECODE_MAX_TOKENS ? ((100 * g) / bandwidth).toFixed(1) : '-']);
+          result.rows.push({
+            tokens: T, calls, medianMs: m, tokensPerSecond: (T / m) * 1000, experts: experts.reduce((a, b) => a + b, 0) / experts.length,
+            weightsGBps: g, gflops: (2 * T * K * 3 * I * H) / m / 1e6, readBandwidthFraction: T <= DECODE_MAX_TOKENS ? g / bandwidth : null,
+          });
           progress.step(`${dtype} T=${T}: ${m.toFixed(2)} ms`);
         }
       } finally {
         layer.dispose();
       }
-      tables.push({ dtype, kernels, packed, rows });
+      results.push(result);
     }
   } finally {
     progress.end();
   }
-  for (const { dtype, kernels, packed, rows } of tables) {
-    console.log(`\n${dtype} weights (${PACKED_BYTES[dtype] * 8} bits as packed), kernels ${kernels}; layer ${packed}`);
-    const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-    for (const r of rows) console.log(r.map((v, c) => v.padStart(widths[c])).join('  '));
+  for (const r of results) {
+    const kernels = r.kernels ? `${r.kernels.decode} / ${r.kernels.prefill}` : 'not reported';
+    out.print(`\n${r.dtype} weights (${r.bitsPerWeight} bits as packed), kernels ${kernels}; layer packed in ${r.packSeconds.toFixed(1)} s, holds ${formatBytes(r.layerBytes)}`);
+    const rows = [['tokens', 'calls', 'median ms', 'tokens/s', 'experts', 'weights GB/s', 'GFLOP/s', '% read BW'], ...r.rows.map((x) => [
+      String(x.tokens), String(x.calls), x.medianMs.toFixed(2), x.tokensPerSecond.toFixed(1), x.experts.toFixed(1), x.weightsGBps.toFixed(2),
+      x.gflops.toFixed(1), x.readBandwidthFraction === null ? '-' : (100 * x.readBandwidthFraction).toFixed(1),
+    ])];
+    const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
+    for (const row of rows) out.print(row.map((v, c) => v.padStart(widths[c])).join('  '));
   }
-  console.log(`\n${sweep ? 'cold' : 'warm'} weights; median of the timed calls after ${sweep ? COLD_WARMUPS : 1} warm-up` +
+  out.print(`\n${sweep ? 'cold' : 'warm'} weights; median of the timed calls after ${sweep ? COLD_WARMUPS : 1} warm-up` +
     `${sweep ? 's' : ''}; experts = mean distinct experts a call selected; weights GB/s = median over the calls of ` +
     `(that call's experts × 3·I·H × bytes per weight as packed: f32 4, bf16/f16 2, int8 8.5/8, mxfp4 4.25/8) ÷ its ` +
     'time; GFLOP/s = 2·T·K·3·I·H ÷ median time.');
-  console.log(`% read BW (decode, T ≤ ${DECODE_MAX_TOKENS}): of ${bandwidth.toFixed(1)} GB/s read by ${threads} ` +
+  const more = [
+    ...(existsSync(MOE_BENCH) ? ['build/moe_bench measures both limits and runs ggml beside it'] : []),
+    ...(existsSync(PEERS) ? ['npm run bench:peers compares with ONNX Runtime'] : []),
+  ];
+  out.print(`% read BW (decode, T ≤ ${DECODE_MAX_TOKENS}): of ${bandwidth.toFixed(1)} GB/s read by ${threads} ` +
     `thread${threads === 1 ? '' : 's'} from JavaScript (4 KiB pages; the packed weights sit in 2 MiB pages, which ` +
-    'can read faster: build/moe_bench measures both limits and runs ggml beside it, npm run bench:peers compares ' +
-    'with ONNX Runtime).');
+    `can read faster${more.length ? `: ${more.join('; ')}` : ''}).`);
+  const report = {
+    preset, cpu: { arch: info.arch, features: info.features, kernel: info.kernel }, threads,
+    weights: sweep ? 'cold' : 'warm', sweepBytes: sweep ? sweep.bytes : null, l3, readBandwidthGBps: bandwidth,
+    memory: needsReport(needs), results,
+  };
+  return { report, failed: false };
 }
 
 // Standard normal samples (Box-Muller over a xorshift), reproducible from `seed`.
@@ -256,39 +379,30 @@ function normalRandom(seed: number): () => number {
   return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
-export async function bench(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      preset: { type: 'string', default: 'gpt-oss-20b' },
-      dtype: { type: 'string', default: 'bf16' },
-      tokens: { type: 'string', default: '1,4,16,64,256' },
-      threads: { type: 'string' },
-      iters: { type: 'string' },
-      warm: { type: 'boolean', default: false },
-      'sweep-mb': { type: 'string' },
-    },
-  });
-  const preset = PRESETS.find((p) => p.name === values.preset);
-  if (!preset) throw rangeError(`--preset: unknown preset '${values.preset}'\n${BENCH_USAGE}`);
-  const dtypes = values.dtype.split(',').filter((d) => d !== '');
-  for (const d of dtypes) {
-    if (!(DTYPES as readonly string[]).includes(d)) {
-      throw rangeError(`--dtype: expected ${DTYPES.join(', ')} (comma-separated), got '${d}'`);
-    }
-  }
-  if (dtypes.length === 0) throw rangeError(`--dtype: expected ${DTYPES.join(', ')}, got '${values.dtype}'`);
-  const tokens = values.tokens.split(',').map(Number);
-  if (tokens.some((n) => !Number.isInteger(n) || n <= 0)) throw rangeError(`--tokens: expected positive integers, got '${values.tokens}'`);
-  const positive = (flag: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw rangeError(`--${flag}: expected a positive integer, got '${v}'`);
-    return n;
+async function bench(parsed: ParsedArgs, out: CommandOutput): Promise<CommandResult> {
+  if (parsed.positionals.length > 0) throw new UsageError(`bench: takes no folder or other positional argument, got ${JSON.stringify(parsed.positionals[0])}`);
+  const option = (name: string) => stringOption(parsed, name);
+  const presetName = option('preset') ?? 'gpt-oss-20b';
+  const preset = BENCH_PRESETS.find((p) => p.name === presetName);
+  if (!preset) throw new UsageError(`--preset: expected one of ${BENCH_PRESETS.map((p) => p.name).join(', ')}, got ${JSON.stringify(presetName)}`);
+  const positive = (name: string) => {
+    const v = option(name);
+    return v === undefined ? undefined : positiveInteger(name, v);
   };
-  const threads = positive('threads', values.threads) ?? cpuInfo().threads;
-  await runBench({
-    preset, dtypes: dtypes as BenchDtype[], tokens, threads, iters: positive('iters', values.iters) ?? 0,
-    warm: values.warm, sweepBytes: (positive('sweep-mb', values['sweep-mb']) ?? 0) * MIB,
-  });
+  return runBench({
+    preset,
+    dtypes: listOf('dtype', option('dtype') ?? 'bf16', DTYPES),
+    tokens: positiveIntegerList('tokens', option('tokens') ?? '1,4,16,64,256'),
+    threads: positive('threads') ?? cpuInfo().threads,
+    iters: positive('iters') ?? 0,
+    warm: parsed.values.warm === true,
+    sweepBytes: (positive('sweep-mb') ?? 0) * MIB,
+  }, out);
 }
+
+export const benchCommand: Command = {
+  summary: 'time one MoE layer of a preset shape (gpt-oss, Mixtral, Qwen3, DeepSeek) with random weights',
+  usage: BENCH_USAGE,
+  options: { preset: 'string', dtype: 'string', tokens: 'string', threads: 'string', iters: 'string', warm: 'boolean', 'sweep-mb': 'string' },
+  run: bench,
+};

@@ -1,17 +1,21 @@
 // `moe-cpu inspect <dir>`: what a checkpoint holds and how moe-cpu will load it, from the
 // config and the safetensors headers only (no weights are read).
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { formatLayers, openCheckpoint, type Checkpoint, type LoadWeightDtype, type MoeLayerInfo } from '../checkpoint/checkpoint';
 import { WEIGHT_DTYPES } from '../checkpoint/formats';
 import { formatShape } from '../checkpoint/safetensors';
-import { rangeError } from '../errors';
+import { nonNegativeInteger, oneOf, stringOption, UsageError } from './args';
+import type { Command, CommandOutput, CommandResult } from './command';
+import type { ParsedArgs } from './args';
 
-export const INSPECT_USAGE = `moe-cpu inspect <dir> [--layer N] [--dtype mxfp4|int8|bf16|f16|f32] [--json]
+const INSPECT_USAGE = `moe-cpu inspect <dir> [--layer N] [--dtype mxfp4|int8|bf16|f16|f32] [--json]
   family, MoE layers, tensors (dtype, shape, file), W13 layout and how it was decided, each
   layer's stored format and the weightDtype it loads as (the default, or --dtype), bytes;
-  checks every MoE layer against config.json (exit code 1 if one cannot be loaded)`;
+  reads config.json and the safetensors headers only, and checks every MoE layer against
+  config.json (exit code 1 if one cannot be loaded)
+  --layer N   the layer whose tensors are listed (default: the first MoE layer)
+  --dtype X   show the layers as loaded with weightDtype X`;
 
 /** Decimal units, as disk and memory sizes are usually quoted. */
 export function formatBytes(n: number): string {
@@ -105,15 +109,15 @@ function layerTable(rows: LayerRow[]): string[] {
   return lines.map((l) => `  ${l}`);
 }
 
-export async function inspect(args: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({
-    args, allowPositionals: true, options: { layer: { type: 'string' }, dtype: { type: 'string' }, json: { type: 'boolean' } },
-  });
-  if (positionals.length !== 1) throw rangeError(`inspect: expected one folder, got ${positionals.length}\n${INSPECT_USAGE}`);
-  const dtype = values.dtype as LoadWeightDtype | undefined;
-  if (dtype !== undefined && !WEIGHT_DTYPES.includes(dtype)) throw rangeError(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got '${dtype}'`);
+async function inspect(parsed: ParsedArgs, out: CommandOutput): Promise<CommandResult> {
+  const { positionals } = parsed;
+  if (positionals.length !== 1) throw new UsageError(`inspect: expected one folder, got ${positionals.length}`);
+  const dtypeArg = stringOption(parsed, 'dtype');
+  const dtype = dtypeArg === undefined ? undefined : oneOf('dtype', dtypeArg, WEIGHT_DTYPES);
+  const layerArg = stringOption(parsed, 'layer');
+  const layerGiven = layerArg === undefined ? undefined : nonNegativeInteger('layer', layerArg);
   const ckpt = await openCheckpoint(positionals[0]);
-  const layer = values.layer === undefined ? ckpt.moeLayers[0] : Number(values.layer);
+  const layer = layerGiven ?? ckpt.moeLayers[0];
   // Every MoE layer is planned (headers only): a missing or inconsistent tensor shows up here.
   const problems: { layer: number; error: string }[] = [];
   const rows: LayerRow[] = [];
@@ -139,33 +143,40 @@ export async function inspect(args: string[]): Promise<void> {
       layerError = (err as Error).message;
     }
   }
-  process.exitCode = problems.length || layerError ? 1 : 0;
-  if (values.json) {
-    const { dir, family, familyReason, config, moeLayers, files, missingFiles } = ckpt;
-    const layers = rows.map(({ layer: n, stored, weightDtype, bytes, error }) => ({ layer: n, stored, weightDtype, bytes, error }));
-    console.log(JSON.stringify({ dir, family, familyReason, config, moeLayers, files, missingFiles, layer: info ?? layerError, layers, estimate, problems }, null, 2));
-    return;
-  }
+  const failed = problems.length > 0 || layerError !== null;
+  const { dir, family, familyReason, config, moeLayers, files, missingFiles } = ckpt;
+  const layers = rows.map(({ layer: n, stored, weightDtype, bytes, error }) => ({ layer: n, stored, weightDtype, bytes, error }));
+  const report = { dir, family, familyReason, config, moeLayers, files, missingFiles, layer: info ?? layerError, layers, estimate, problems };
+  if (out.json) return { report, failed };
+  const print = out.print;
   const size = ckpt.files.length;
-  console.log(`checkpoint   ${ckpt.dir} (${size} safetensors file${size === 1 ? '' : 's'}${ckpt.missingFiles.length ? `, ${ckpt.missingFiles.length} missing` : ''})`);
-  for (const line of describeModel(ckpt)) console.log(line);
-  console.log();
-  if (info) for (const line of describeLayer(ckpt, info, dtype)) console.log(line);
-  if (layerError) console.log(`layer ${layer}: ${layerError}`);
-  console.log();
-  console.log(`MoE layers, as ${dtype === undefined ? 'each loads by default' : `--dtype ${dtype}`}:`);
-  for (const line of layerTable(rows)) console.log(line);
+  print(`checkpoint   ${ckpt.dir} (${size} safetensors file${size === 1 ? '' : 's'}${ckpt.missingFiles.length ? `, ${ckpt.missingFiles.length} missing` : ''})`);
+  for (const line of describeModel(ckpt)) print(line);
+  print();
+  if (info) for (const line of describeLayer(ckpt, info, dtype)) print(line);
+  if (layerError) print(`layer ${layer}: ${layerError}`);
+  print();
+  print(`MoE layers, as ${dtype === undefined ? 'each loads by default' : `--dtype ${dtype}`}:`);
+  for (const line of layerTable(rows)) print(line);
   if (estimate) {
-    console.log(`  all ${estimate.layers.length}: ${formatBytes(estimate.bytes)} packed, ${formatBytes(estimate.peakBytes)} at peak while loading ` +
+    print(`  all ${estimate.layers.length}: ${formatBytes(estimate.bytes)} packed, ${formatBytes(estimate.peakBytes)} at peak while loading ` +
       `(loadMoeLayers); ${formatBytes(estimate.available)} available (${estimate.availableSource})${estimate.fits ? '' : ': does not fit'}`);
   }
-  console.log();
+  print();
   if (problems.length === 0) {
     const n = ckpt.moeLayers.length;
-    console.log(`check        ${n === 1 ? 'the MoE layer' : `all ${n} MoE layers`}: tensors present, dtypes supported, shapes consistent with config.json`);
+    print(`check        ${n === 1 ? 'the MoE layer' : `all ${n} MoE layers`}: tensors present, dtypes supported, shapes consistent with config.json`);
   } else {
-    console.log(`check        ${problems.length} of ${ckpt.moeLayers.length} MoE layers cannot be loaded:`);
-    for (const p of problems) console.log(`  layer ${p.layer}: ${p.error}`);
+    print(`check        ${problems.length} of ${ckpt.moeLayers.length} MoE layers cannot be loaded:`);
+    for (const p of problems) print(`  layer ${p.layer}: ${p.error}`);
   }
-  for (const f of ckpt.missingFiles) console.log(`missing      ${f} (named by the index, not in the folder)`);
+  for (const f of ckpt.missingFiles) print(`missing      ${f} (named by the index, not in the folder)`);
+  return { report, failed };
 }
+
+export const inspectCommand: Command = {
+  summary: 'what a checkpoint folder holds and how each MoE layer loads (reads headers only)',
+  usage: INSPECT_USAGE,
+  options: { layer: 'string', dtype: 'string' },
+  run: inspect,
+};

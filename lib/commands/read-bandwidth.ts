@@ -9,8 +9,8 @@
 // benchmark (build/moe_bench) measures that limit too, with huge pages and AVX-512 loads.
 import { Worker } from 'node:worker_threads';
 
-// 8x a 32 MiB L3, so every pass streams from DRAM.
-const BUFFER_BYTES = 256 << 20;
+// 8x a 32 MiB L3, so every pass streams from DRAM (its memory is counted in the bench's needs).
+export const BANDWIDTH_PROBE_BYTES = 256 << 20;
 const WASM_PAGE = 1 << 16;
 // Bytes a worker takes at a time (a multiple of the 64 bytes one loop iteration reads).
 const TASK_BYTES = 1 << 20;
@@ -91,13 +91,13 @@ for (let seen = 0;;) {
 
 /** GB/s read by `threads` threads together. */
 export async function measureReadBandwidth(threads: number): Promise<number> {
-  const pages = BUFFER_BYTES / WASM_PAGE;
+  const pages = BANDWIDTH_PROBE_BYTES / WASM_PAGE;
   const memory = new wasm.Memory({ initial: pages, maximum: pages, shared: true });
   // Written first: pages never written would all map to the zero page and read from cache.
   new Float32Array(memory.buffer).fill(1);
   const module = new wasm.Module(readSumModule(pages));
   const control = new Int32Array(new SharedArrayBuffer(12));
-  const tasks = BUFFER_BYTES / TASK_BYTES;
+  const tasks = BANDWIDTH_PROBE_BYTES / TASK_BYTES;
   const workers: Worker[] = [];
   try {
     await Promise.all(Array.from({ length: threads }, () => new Promise<void>((resolve, reject) => {
@@ -119,7 +119,7 @@ export async function measureReadBandwidth(threads: number): Promise<number> {
       for (let done = 0; (done = Atomics.load(control, 1)) < threads;) Atomics.wait(control, 1, done);
       fastest = Math.min(fastest, performance.now() - t0);
     }
-    return BUFFER_BYTES / fastest / 1e6;
+    return BANDWIDTH_PROBE_BYTES / fastest / 1e6;
   } finally {
     Atomics.store(control, 0, -1);
     Atomics.notify(control, 0);
