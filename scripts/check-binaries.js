@@ -58,8 +58,8 @@ function tool(cmd, args) {
 // Instructions of each class in a file's code.
 function countClasses(spec, file) {
   const counts = Object.fromEntries(Object.keys(spec.classes).map((c) => [c, 0]));
-  for (const line of tool(spec.tools.objdump, ['-d', '--no-show-raw-insn', file]).split('\n')) {
-    const m = /^\s*[0-9a-f]+:\t(\S+)\s*(.*)$/.exec(line);
+  for (const line of tool(spec.tools.objdump, [...(spec.objdumpArgs ?? []), '-d', '--no-show-raw-insn', file]).split('\n')) {
+    const m = /^\s*[0-9a-f]+:\s*\t(\S+)\s*(.*)$/.exec(line);  // GNU and LLVM objdump
     if (!m) continue;
     const operands = m[2].replace(/<[^>]*>/g, '').replace(/\/\/.*$/, '');
     for (const [name, is] of Object.entries(spec.classes)) if (is(m[1], operands)) counts[name]++;
@@ -108,8 +108,17 @@ function checkBinaries(arch) {
     check('object files of the build', false, `${path.relative(root, objRoot)} is missing: npm run prebuild`);
     return results;
   }
+  checkObjects(spec, arch, objRoot, binary, check);
+  return results;
+}
+
+// The portability and ODR checks of the header, from the objects under objRoot/<library>/
+// (moe_isa_<set> for the ISA files) and the binary linked from them; `spec` as in ARCH, whose
+// tools may be swapped for LLVM's to read COFF and Mach-O. `isas`: the sets the build has.
+function checkObjects(spec, arch, objRoot, binary, check, isas = null) {
   const sources = require(path.join(root, 'cpp', 'sources.json'));
-  const isaFlags = Object.fromEntries(Object.entries(sources.isa[arch]).map(([n, v]) => [`moe_isa_${n}`, v.flags]));
+  const isaFlags = Object.fromEntries(Object.entries(sources.isa[arch]).filter(([n]) => !isas || isas.includes(n))
+    .map(([n, v]) => [`moe_isa_${n}`, v.flags]));
   const objects = fs.readdirSync(objRoot, { recursive: true }).filter((f) => f.endsWith('.o'));
   const total = Object.fromEntries(Object.keys(spec.classes).map((c) => [c, 0]));
   const seen = new Set();
@@ -138,7 +147,6 @@ function checkBinaries(arch) {
     check(`linked ${cls} instructions are those of the ISA objects`, linked[cls] === total[cls],
       `binary ${linked[cls]}, objects ${total[cls]}`);
   }
-  return results;
 }
 
-module.exports = { checkBinaries };
+module.exports = { checkBinaries, checkObjects, tool, ARCH };

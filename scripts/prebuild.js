@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// Builds the prebuilt binaries shipped in prebuilds/ (N-API 8, stripped, glibc-tagged):
+// Builds the prebuilt binaries shipped in prebuilds/ (N-API 8, stripped):
 //   prebuilds/linux-x64/moe-cpu.glibc.node    native build
 //   prebuilds/linux-arm64/moe-cpu.glibc.node  cross build (g++-aarch64-linux-gnu)
-// Usage: npm run prebuild [-- x64|arm64]   (both by default; run through npm, which passes
-// ~/.npmrc's nodedir to node-gyp).
+//   and, cross-built with Zig (scripts/prebuild-zig.js), linux-x64-musl, linux-arm64-musl,
+//   win32-x64, darwin-x64 and darwin-arm64.
+// Usage: npm run prebuild [-- x64|arm64|<zig target>...]   (all by default; run through npm,
+// which passes ~/.npmrc's nodedir to node-gyp). A target that could not be built is named at
+// the end, with why, and the exit status is 1.
 //
 // prebuildify runs `node-gyp rebuild`, which deletes ./build (the cmake-js build the tests
 // use), so each architecture is built in a staging copy, build-prebuild/<arch>/, that is kept
@@ -13,6 +16,8 @@
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+
+const { TARGETS, zig, buildTarget } = require('./prebuild-zig.js');
 
 const root = path.join(__dirname, '..');
 
@@ -66,5 +71,39 @@ function prebuild(arch) {
   }
 }
 
-const archs = process.argv.length > 2 ? process.argv.slice(2) : ['x64', 'arm64'];
-for (const arch of archs) prebuild(arch);
+async function main() {
+  const zigTargets = Object.keys(TARGETS);
+  const wanted = process.argv.length > 2 ? process.argv.slice(2) : ['x64', 'arm64', ...zigTargets];
+  const unknown = wanted.filter((t) => !['x64', 'arm64', ...zigTargets].includes(t));
+  if (unknown.length) throw new Error(`unknown target ${unknown.join(', ')}: x64, arm64, ${zigTargets.join(', ')}`);
+  const notBuilt = [];
+  for (const arch of wanted.filter((t) => !zigTargets.includes(t))) {
+    try {
+      prebuild(arch);
+    } catch (e) {
+      notBuilt.push(`linux-${arch}: ${e.message}`);
+    }
+  }
+  const cross = wanted.filter((t) => zigTargets.includes(t));
+  const toolchain = cross.length ? zig() : {};
+  for (const name of cross) {
+    if (toolchain.why) {
+      notBuilt.push(`${name}: ${toolchain.why}`);
+      continue;
+    }
+    try {
+      await buildTarget(name);
+    } catch (e) {
+      notBuilt.push(`${name}: ${e.message}`);
+    }
+  }
+  if (notBuilt.length) {
+    console.log(`\nnot built:\n  ${notBuilt.join('\n  ')}`);
+    process.exitCode = 1;
+  }
+}
+
+main().catch((e) => {
+  console.error(e.message);
+  process.exitCode = 1;
+});

@@ -10,8 +10,10 @@
 //      under qemu-aarch64, at the same CPU settings and kernel sets.
 //   3. linux-x64 prebuild: static checks, vitest once per kernel set of this CPU, and the
 //      layer test under qemu-x86_64 -cpu qemu64 (SSE2 only: the portable baseline).
-//   4. The package as users get it: `npm pack`, installed into an empty folder with
-//      `npm install --ignore-scripts` and no compiler on PATH, then the README's demo.
+//   4. The Zig-built prebuilds (musl, win32, darwin): scripts/test-cross-platforms.js.
+//   5. The package as users get it: `npm pack`, installed into an empty folder with
+//      `npm install --strict-allow-scripts` and no compiler on PATH, then the README's demo;
+//      then with its prebuild hidden, the load error's source-build command, run as given.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -19,6 +21,9 @@ const os = require('node:os');
 const path = require('node:path');
 
 const { checkBinaries } = require('./check-binaries.js');
+const crossSuites = require('./test-cross-platforms.js');
+const { TARGETS } = require('./prebuild-zig.js');
+const { readVitestReport } = require('./vitest-report.js');
 
 const root = path.join(__dirname, '..');
 const armBuild = path.join(root, 'build-arm64');
@@ -148,7 +153,7 @@ module.exports = function platformSuites({ tally }) {
     const refused = [];
     for (const { cpu, isas, refused: unrunnable } of ARM_CPUS) {
       const run = (isa) => [QEMU_ARM[0], [...QEMU_ARM.slice(1), '-cpu', cpu, armNode, '--test', '--test-isolation=none',
-        '--test-reporter=tap', LAYER_TEST], { PREBUILDS_ONLY: '1', MOE_CPU_ISA: isa, MOE_CPU_BINARY: BINARY('arm64') }];
+        '--test-reporter=tap', LAYER_TEST], { PREBUILDS_ONLY: '1', MOE_CPU_ISA: isa, MOE_CPU_EXPECTED_BINARY: BINARY('arm64') }];
       for (const isa of isas) counted(`linux-arm64 prebuild, arm64 Node (qemu -cpu ${cpu}, MOE_CPU_ISA=${isa})`, ...run(isa), tapCounts);
       for (const isa of unrunnable) {
         refused.push(refusal(`-cpu ${cpu}: the addon refuses MOE_CPU_ISA=${isa}`, () =>
@@ -161,7 +166,7 @@ module.exports = function platformSuites({ tally }) {
 
   // ---- 3. linux-x64 prebuild -----------------------------------------------------------------
   checks('linux-x64 prebuild: static checks', checkBinaries('x64'));
-  const x64Env = { PREBUILDS_ONLY: '1', MOE_CPU_BINARY: BINARY('x64') };
+  const x64Env = { PREBUILDS_ONLY: '1', MOE_CPU_EXPECTED_BINARY: BINARY('x64') };
   const kernels = spawn(process.execPath, ['-p', "require('./dist/index.js').cpuInfo().kernels.join(' ')"],
     { env: { ...x64Env, MOE_CPU_ISA: '' } }).out.trim().split(' ');
   for (const isa of kernels) {
@@ -171,10 +176,8 @@ module.exports = function platformSuites({ tally }) {
     counted(`linux-x64 prebuild, vitest (MOE_CPU_ISA=${isa})`, process.execPath,
       [path.join(path.dirname(require.resolve('vitest/package.json')), 'vitest.mjs'), 'run', '--reporter=dot',
         '--reporter=json', `--outputFile=${report}`], { ...x64Env, MOE_CPU_ISA: isa }, () => {
-        if (!fs.existsSync(report)) return null;
-        const r = JSON.parse(fs.readFileSync(report, 'utf8'));
-        fs.rmSync(report);
-        return [r.numPassedTests, r.numFailedTests];
+        const r = readVitestReport(report, root);
+        return r && [r.passed, r.failed];
       });
   }
   // Node runs the file itself (no --test): a child Node would run natively, not under qemu.
@@ -191,7 +194,11 @@ module.exports = function platformSuites({ tally }) {
     })(),
   ]);
 
-  // ---- 4. npm pack, install without scripts or compiler, demo ---------------------------------
+  // ---- 4. Zig-built prebuilds ----------------------------------------------------------------
+  crossSuites({ counted, checks, step, spawn, tally, tapCounts, kernelCounts, npmCli, armCpus: ARM_CPUS,
+    layerTest: LAYER_TEST, x64Kernels: kernels });
+
+  // ---- 5. npm pack, install without scripts or compiler, demo ---------------------------------
   packInstall(checks, step);
 
   console.log(`\nplatform suites: ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -213,9 +220,8 @@ function packInstall(checks, step) {
     const results = [];
     const check = (name, ok, detail) => results.push({ name, ok, detail });
     const listed = spawn('tar', ['tzf', path.join(tmp, tarball)]).out.split('\n');
-    for (const arch of ['x64', 'arm64']) {
-      const file = `package/${BINARY(arch)}`;
-      check(`the tarball holds ${BINARY(arch)}`, listed.includes(file), `${listed.length} files`);
+    for (const file of [BINARY('x64'), BINARY('arm64'), ...Object.values(TARGETS).map((t) => path.join('prebuilds', t.file))]) {
+      check(`the tarball holds ${file}`, listed.includes(`package/${file}`), `${listed.length} files`);
     }
 
     // An empty project, and a PATH with nothing but node and sh (npx runs bins through it): no
@@ -231,13 +237,20 @@ function packInstall(checks, step) {
     const env = { PATH: bin };
     const tools = ['cc', 'gcc', 'g++', 'c++', 'clang', 'make', 'python3'].filter((t) => fs.existsSync(path.join(bin, t)));
     check('no compiler, make or python on PATH', tools.length === 0, tools.join(' ') || `PATH=${bin}`);
-    const install = spawn(process.execPath, [npmCli('npm'), 'install', '--ignore-scripts', '--no-audit', '--no-fund',
+    // --strict-allow-scripts: npm refuses a package with any install-time script
+    // (ESTRICTALLOWSCRIPTS), so passing proves the package has none and loads without one.
+    const install = spawn(process.execPath, [npmCli('npm'), 'install', '--strict-allow-scripts', '--no-audit', '--no-fund',
       '--prefer-offline', path.join(tmp, tarball)], { cwd: app, baseEnv, env });
-    check('npm install --ignore-scripts <tarball>', install.status === 0, install.out.trim().split('\n').pop());
+    check('npm install --strict-allow-scripts <tarball>', install.status === 0, install.out.trim().split('\n').pop());
+    // An npm without the setting (npm 10) takes the flag silently and enforces nothing; it
+    // reports the setting as undefined where npm 11 says false.
+    const setting = spawn(process.execPath, [npmCli('npm'), 'config', 'get', 'strict-allow-scripts'], { cwd: app, baseEnv, env });
+    check('this npm has --strict-allow-scripts', setting.status === 0 && ['true', 'false'].includes(setting.out.trim()),
+      `npm config get strict-allow-scripts: ${setting.out.trim()}`);
     const pkg = path.join(app, 'node_modules', 'moe-cpu');
     if (install.status === 0) {
       const layer = spawn(process.execPath, ['--test-reporter=tap', LAYER_TEST], {
-        cwd: app, baseEnv, env: { ...env, MOE_CPU_PACKAGE: pkg, MOE_CPU_BINARY: BINARY(process.arch), MOE_CPU_ISA: '' } });
+        cwd: app, baseEnv, env: { ...env, MOE_CPU_PACKAGE: pkg, MOE_CPU_EXPECTED_BINARY: BINARY(process.arch), MOE_CPU_ISA: '' } });
       const pass = /^# pass (\d+)/m.exec(layer.out)?.[1], fail = /^# fail (\d+)/m.exec(layer.out)?.[1];
       check('layer test against the installed package', layer.status === 0 && fail === '0', `pass ${pass}, fail ${fail}`);
       // The README's first command, at one token.
@@ -248,12 +261,27 @@ function packInstall(checks, step) {
       // With no prebuild for this platform, the error names the shipped ones and the way out.
       fs.renameSync(path.join(pkg, 'prebuilds', `linux-${process.arch}`), path.join(tmp, 'hidden'));
       const missing = spawn(process.execPath, ['-e', `require(${JSON.stringify(pkg)})`], { cwd: app, baseEnv, env });
+      // The hidden folder held both libcs of this arch; every other shipped platform is listed.
       const other = process.arch === 'x64' ? 'linux-arm64 (glibc)' : 'linux-x64 (glibc)';
-      check('no matching prebuild: the error lists the prebuilt platforms and says how to build',
-        missing.status !== 0 && missing.out.includes(other) && missing.out.includes('npm rebuild moe-cpu'),
-        /Error: (moe-cpu: no prebuilt.*)/.exec(missing.out)?.[1] ?? missing.out.slice(-300));
+      const listedPlatforms = /folder holds (.*?) only/.exec(missing.out)?.[1] ?? '';
+      check('no matching prebuild: the error lists the prebuilt platforms and the source-build command',
+        missing.status !== 0 && listedPlatforms.split(', ').includes(other) && !listedPlatforms.includes(`linux-${process.arch} `)
+          && missing.out.includes(`cd ${pkg} && npm run build:gyp`),
+        /Error: (moe-cpu: no binary.*)/.exec(missing.out)?.[1] ?? missing.out.slice(-300));
+      // The command that error gives, run as it stands (with the compiler this time): the
+      // source build from the tarball's own files, then loaded instead of the hidden prebuild.
+      const command = /Build it from source \([^)]*\): (cd .+? && npm run build:gyp)/.exec(missing.out)?.[1];
+      const built = command ? spawn('sh', ['-c', command], { cwd: app, baseEnv }) : { status: null, out: 'no command in the error' };
+      check('the error\'s source-build command builds the addon from the tarball', built.status === 0,
+        `${command}: ${built.out.trim().split('\n').pop()}`);
+      if (built.status === 0) {
+        const layer = spawn(process.execPath, ['--test-reporter=tap', LAYER_TEST], { cwd: app, baseEnv,
+          env: { ...env, MOE_CPU_PACKAGE: pkg, MOE_CPU_EXPECTED_BINARY: path.join('build', 'Release', 'moe_cpu.node'), MOE_CPU_ISA: '' } });
+        const pass = /^# pass (\d+)/m.exec(layer.out)?.[1], fail = /^# fail (\d+)/m.exec(layer.out)?.[1];
+        check('layer test against the source build', layer.status === 0 && fail === '0', `pass ${pass}, fail ${fail}`);
+      }
     }
-    checks('npm pack, then npm install --ignore-scripts with no compiler', results);
+    checks('npm pack, then npm install --strict-allow-scripts with no compiler; the source build from the tarball', results);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

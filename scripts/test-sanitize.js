@@ -20,6 +20,7 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { readVitestReport } = require('./vitest-report.js');
 
 const root = path.join(__dirname, '..');
 const stage = path.join(root, 'build-asan');
@@ -165,16 +166,16 @@ function run({ tally }) {
     for (const f of fs.readdirSync(logs).filter((f) => f.startsWith('asan.'))) {
       vn += scan(`${vlabel}, ${f}`, fs.readFileSync(path.join(logs, f), 'utf8'));
     }
-    const counts = fs.existsSync(report) ? JSON.parse(fs.readFileSync(report, 'utf8')) : null;
+    const counts = readVitestReport(report, root);
     fs.rmSync(logs, { recursive: true, force: true });
     if (!counts) {
       console.log(`${vlabel}: no report (exit ${v.status}${v.signal ? `, ${v.signal}` : ''})`);
       tally(0, vn, false);
       continue;
     }
-    console.log(`${vlabel}: ${counts.numPassedTests} passed, ${counts.numFailedTests + vn} failed` +
+    console.log(`${vlabel}: ${counts.passed} passed, ${counts.failed + vn} failed` +
       ` (${((Date.now() - t) / 1000).toFixed(1)} s)`);
-    tally(counts.numPassedTests, counts.numFailedTests + vn, v.status === 0 && vn === 0 && counts.numTotalTests > 0);
+    tally(counts.passed, counts.failed + vn, v.status === 0 && vn === 0 && counts.total > 0);
   }
   console.log(`\nsanitizer suite: ${reports} sanitizer report${reports === 1 ? '' : 's'}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }

@@ -46,8 +46,9 @@ describe('MoeLayer.create', () => {
     const route = { logits: randF32(mulberry32(3), 8 * 32) };
     expect(bitsEqual(await made.forward(hidden, route), sync.forwardSync(hidden, route))).toBe(true);
     // Measured 5-11 ms on a 2-core VM (what remains is V8's own GC, told of the packed bytes);
-    // the bound leaves room for a noisy machine and is 25x below the constructor's stall.
-    expect(asyncLag).toBeLessThan(25);
+    // the bound leaves room for a noisy machine (other test files beside this one) and stays
+    // 4x or more below the constructor's stall (540-690 ms there).
+    expect(asyncLag).toBeLessThan(Math.min(60, syncLag / 4));
     sync.dispose();
     made.dispose();
   });

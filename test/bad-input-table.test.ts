@@ -63,6 +63,15 @@ for (const [arg, length] of [['w13', E * 2 * I * H], ['w2', E * H * I], ['w13Bia
   add('MoeLayer', arg, [new Float32Array(length - 1), new Float32Array(length + 1), new Float32Array(0)], 'RangeError', (v) => ctor({ [arg]: v })());
 }
 add('MoeLayer', 'w13', [undefined, null], 'TypeError', (v) => ctor({ w13: v })());
+// A subset of the experts: ids increasing in [0, E), or { first, count }; the weights are the subset's.
+add('MoeLayer', 'experts', ['all', 1, null, true], 'TypeError', (v) => ctor({ experts: v })());
+add('MoeLayer', 'experts', [[]], 'RangeError', (v) => ctor({ experts: v })());
+add('MoeLayer', 'experts[1]', [[0, 0], [2, 1], [0, E], [0, 1.5], [0, -1]], 'RangeError', (v) => ctor({ experts: v })());
+add('MoeLayer', 'experts[0]', [['0'], [null]], 'TypeError', (v) => ctor({ experts: v })());
+add('MoeLayer', 'experts.first', [{ first: -1, count: 1 }, { first: E, count: 1 }, { first: 0.5, count: 1 }], 'RangeError', (v) => ctor({ experts: v })());
+add('MoeLayer', 'experts.first', [{ count: 1 }, { first: '0', count: 1 }], 'TypeError', (v) => ctor({ experts: v })());
+add('MoeLayer', 'experts.count', [{ first: 0, count: 0 }, { first: 1, count: E }], 'RangeError', (v) => ctor({ experts: v })());
+add('MoeLayer', 'w13', [new Float32Array(E * 2 * I * H)], 'RangeError', (v) => ctor({ experts: [0, 1], w13: v })());
 // Per expert: E arrays of one type, [2I, H] / [H, I] each; pre-quantized per field; biases never per expert.
 const experts = <T extends Float32Array>(a: T) => Array.from({ length: E }, (_, e) => a.slice(e * (a.length / E), (e + 1) * (a.length / E)));
 const with13 = (i: number, v: unknown) => experts(w13).map((a, e) => (e === i ? v : a));
@@ -125,6 +134,13 @@ if (F16) {
   add('MoeLayer', 'routerWeight', [new F16(E * H + 1)], 'RangeError', (v) => ctor({ routerWeight: v })());
 }
 add('forward (router)', 'hidden', [new Float32Array(T * H).fill(NaN)], 'RangeError', (v) => layer.forward(v as never));
+// --- packed-layer files
+add('save', 'path', [...NOT_A_STRING, undefined, '', 'a\0b'], 'TypeError', (v) => layer.save(v as never));
+add('MoeLayer.open', 'path', [...NOT_A_STRING, undefined, '', 'a\0b'], 'TypeError', (v) => MoeLayer.open(v as never));
+add('MoeLayer.open', 'options', NOT_AN_OBJECT, 'TypeError', (v) => MoeLayer.open('x.moe', v as never));
+add('MoeLayer.open', 'options.threads', [0, -1, 1.5, 2 ** 32], 'RangeError', (v) => MoeLayer.open('x.moe', { threads: v as number }));
+add('MoeLayer.open', 'options.verify', NOT_A_BOOLEAN, 'TypeError', (v) => MoeLayer.open('x.moe', { verify: v as boolean }));
+add('MoeLayer.adopt', 'handle', [...NOT_AN_OBJECT, null, undefined, {}, { kind: 'moe-cpu shared layer', id: 1 }], 'TypeError', (v) => MoeLayer.adopt(v as never));
 add('forwardSync (router)', 'hidden', [new Float32Array(T * H).fill(Infinity)], 'RangeError', (v) => layer.forwardSync(v as never));
 
 // --- layout, activations, routing, bf16, quantize
@@ -258,6 +274,11 @@ describe('bad-input table', () => {
       ['loadMoeLayers layers', [99], 'RangeError', async () => (await openCheckpoint(ck.dir)).loadMoeLayers({ layers: [99] })],
       ['loadMoeLayers onProgress', 1, 'TypeError', async () => (await openCheckpoint(ck.dir)).loadMoeLayers({ onProgress: 1 as never })],
       ['estimate availableBytes', -1, 'RangeError', async () => (await openCheckpoint(ck.dir)).estimate({ availableBytes: -1 })],
+      ['openCheckpoint packedCache', 5, 'TypeError', () => openCheckpoint(ck.dir, { packedCache: 5 as never })],
+      ['loadMoeLayer experts', [ck.dims.E], 'RangeError', () => loadMoeLayer(ck.dir, 0, { experts: [ck.dims.E] })],
+      ['loadMoeLayer experts', 'x', 'TypeError', () => loadMoeLayer(ck.dir, 0, { experts: 'x' as never })],
+      ['loadMoeLayer sharedExperts', 1, 'TypeError', () => loadMoeLayer(ck.dir, 0, { sharedExperts: 1 as never })],
+      ['estimate experts', [], 'RangeError', async () => (await openCheckpoint(ck.dir)).estimate({ experts: [] })],
     ];
     test.each(loads)('%s = %j -> %s', async (label, _v, cls, call) => {
       tally.tried++;

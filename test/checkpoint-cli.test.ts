@@ -114,9 +114,12 @@ describe('moe-cpu run', () => {
   test('--all-layers: every MoE layer through loadMoeLayers, bytes held, RSS, peak', () => {
     const r = cli('run', gptOss.dir, '--all-layers', '--tokens', '2', '--iters', '1', '--verify');
     expect(r.status, r.stderr + r.stdout).toBe(0);
-    for (const s of ['all 2 MoE layers 0-1', 'estimate: ', 'layer 0 (1/2)', 'layer 1 (2/2)', 'load: 2 layers in', 'MXFP4 -> mxfp4', 'sum of block.bytes', 'peak', 'RSS / held', 'through 2 layers']) {
+    for (const s of ['all 2 MoE layers 0-1', 'estimate: ', 'load: 2 layers in', 'MXFP4 -> mxfp4', 'sum of block.bytes', 'peak', 'RSS / held', 'through 2 layers']) {
       expect(r.stdout).toContain(s);
     }
+    // Progress, one line per loaded layer, on stderr.
+    for (const s of ['layer 0 (1/2)', 'layer 1 (2/2)']) expect(r.stderr).toContain(s);
+    expect(r.stdout).not.toContain('(1/2)');
     const out = path.join(gptOss.dir, 'all.bin');
     expect(cli('run', gptOss.dir, '--all-layers', '--tokens', '2', '--iters', '1', '--out', out).status).toBe(0);
     expect(fs.statSync(out).size).toBe(2 * 2 * gptOss.dims.H * 4);
@@ -135,20 +138,22 @@ describe('moe-cpu run', () => {
     expect(/checksum: (.*)/.exec(again.stdout)![1]).not.toBe(/checksum: (.*)/.exec(r.stdout)![1]);
   });
 
-  test('bad arguments: a message and exit code 1', () => {
-    for (const [args, message] of [
-      [['run', qwen2.dir], '--layer: required'],
-      [['run', qwen2.dir, '--layer', '0'], 'layer 0 is in mlp_only_layers'],
-      [['run', qwen2.dir, '--layer', '1', '--tokens', '0'], '--tokens: expected a positive integer'],
-      [['run', qwen2.dir, '--layer', '1', '--dtype', 'q4'], '--dtype: expected one of mxfp4, int8, bf16, f16, f32'],
-      [['run', qwen2.dir, '--layer', '1', '--dtype', 'mxfp4'], "weightDtype: 'mxfp4' packs blocks of 32"],
-      [['run', qwen2.dir, '--layer', '1', '--all-layers'], '--layer and --all-layers'],
-      [['inspect', qwen2.dir, '--dtype', 'q4'], '--dtype: expected one of'],
+  test('bad arguments: exit code 2 for a wrong command line, 1 for what only the checkpoint can refuse', () => {
+    for (const [args, code, message] of [
+      [['run', qwen2.dir], 2, '--layer: required'],
+      [['run', qwen2.dir, '--layer', '1', '--tokens', '0'], 2, '--tokens: expected a positive integer, got "0"'],
+      [['run', qwen2.dir, '--layer', '1', '--dtype', 'q4'], 2, '--dtype: expected one of mxfp4, int8, bf16, f16, f32, got "q4"'],
+      [['run', qwen2.dir, '--layer', '1', '--all-layers'], 2, '--layer and --all-layers'],
+      [['inspect', qwen2.dir, '--dtype', 'q4'], 2, '--dtype: expected one of'],
+      [['run', qwen2.dir, '--layer', '0'], 1, 'layer 0 is in mlp_only_layers'],
+      [['run', qwen2.dir, '--layer', '1', '--dtype', 'mxfp4'], 1, "weightDtype: 'mxfp4' packs blocks of 32"],
     ] as const) {
       const r = cli(...args);
-      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.status, args.join(' ')).toBe(code);
       expect(r.stderr).toContain(message);
     }
-    expect(cli('--help').stdout).toMatch(/moe-cpu inspect <dir>[\s\S]*moe-cpu run <dir> --layer N \| --all-layers/);
+    expect(cli('run', '--help').stdout).toMatch(/moe-cpu run <dir> --layer N \| --all-layers/);
+    expect(cli('help', 'inspect').stdout).toMatch(/moe-cpu inspect <dir>/);
   });
+
 });

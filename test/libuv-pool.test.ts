@@ -42,7 +42,7 @@ describe("libuv's pool stays free", () => {
     await fs.rm(file, { force: true });
   });
 
-  test.each([8, 32])('fs.readFile with %i forwards in flight: median within 2x its idle latency, none queued behind a forward', async (inflight) => {
+  test.each([8, 32])('fs.readFile with %i forwards in flight: median near its idle latency, none queued behind a forward', async (inflight) => {
     await fs.writeFile(file, 'x'.repeat(1024));
     await layer.forward(hidden); // warm
     const t0 = performance.now();
@@ -63,7 +63,10 @@ describe("libuv's pool stays free", () => {
     console.log(`readFile: idle ${idle.toFixed(2)} ms; with ${inflight} forwards in flight (${forwardMs.toFixed(1)} ms each): ` +
       `median ${busy.toFixed(2)} ms, first ${first.toFixed(2)} ms (${pendingWhileMeasuring} still pending after the reads)`);
     expect(pendingWhileMeasuring, 'the forwards must still be running while fs is measured').toBeGreaterThan(0);
-    expect(busy).toBeLessThan(Math.max(2 * idle, idle + 1));
+    // A read queued behind the forwards waits a forward's time (tens of ms); a read on a free
+    // thread takes its idle time, give or take what other test files running beside this one
+    // cost it on a 2-core VM (a few ms at worst): the bound sits between the two.
+    expect(busy).toBeLessThan(Math.max(2 * idle, idle + 1, forwardMs / 8));
     // Before: 87 ms (8 in flight) and 349 ms (32), 3 and 13 forwards' time on this 2-core VM.
     expect(first, 'the first read must not queue behind the forwards').toBeLessThan(2 * forwardMs);
   });

@@ -448,12 +448,14 @@ describe('MoeLayer with packed weights vs the reference on the exactly decoded w
 describe('layer.kernels', () => {
   const info = cpuInfo();
 
+  // The set whose kernels decode and prefill: amx (tiles) extends avx512 (ukernel.h).
+  const vectorSet = info.kernel === 'amx' ? 'avx512' : info.kernel;
   /** The registry's choice as ukernel.h states it: first runnable entry of the kernel set (else scalar). */
-  function expected(format: string, regime: 'decode' | 'prefill') {
-    const pick = (set: string) => info.ukernels.find((k) =>
-      k.weights === format && k.kernelSet === set && k.runnable && (k.regime === regime || k.regime === 'any') &&
+  function expected(format: string, regime: 'decode' | 'prefill', set = vectorSet) {
+    const pick = (s: string) => info.ukernels.find((k) =>
+      k.weights === format && k.kernelSet === s && k.runnable && (k.regime === regime || k.regime === 'any') &&
       (regime === 'prefill' || k.activations === 'f32'));
-    return pick(info.kernel) ?? pick('scalar');
+    return pick(set) ?? pick('scalar');
   }
 
   test('cpuInfo().ukernels: the registry, typed, with a scalar kernel for every format', () => {
@@ -479,12 +481,21 @@ describe('layer.kernels', () => {
       numExperts: E, hiddenSize: H, intermediateSize: I, topK: 1, activation: 'silu', isW13Interleaved: false, weightDtype: format, w13: w, w2,
     });
     const k = layer.kernels;
-    expect(Object.keys(k).sort()).toEqual(['decode', 'prefill', 'prefillMinTokensPerExpert']);
-    expect(k.decode).toMatch(new RegExp(`^gemm_${format}_f32__${info.kernel}_`));
-    expect(k.prefill).toMatch(new RegExp(`^gemm_${format}_(f32|bf16)__${info.kernel}`));
+    expect(Object.keys(k).sort()).toEqual(['decode', 'prefill', 'prefillMinTokensPerExpert', 'tiles', 'tilesMinTokensPerExpert']);
+    expect(k.decode).toMatch(new RegExp(`^gemm_${format}_f32__${vectorSet}_`));
+    expect(k.prefill).toMatch(new RegExp(`^gemm_${format}_(f32|bf16)__${vectorSet}`));
     expect(k.decode).toBe(expected(format, 'decode')?.name);
     expect(k.prefill).toBe(expected(format, 'prefill')?.name);
     expect(Number.isInteger(k.prefillMinTokensPerExpert) && k.prefillMinTokensPerExpert >= 1).toBe(true);
+    // Tiles: the amx set's bf16-row kernel for every format but f32; none elsewhere.
+    if (info.kernel === 'amx' && format !== 'f32') {
+      expect(k.tiles).toBe(`gemm_${format}_bf16__amx_32x32`);
+      expect(k.tiles).toBe(expected(format, 'prefill', 'amx')?.name);
+      expect(k.tilesMinTokensPerExpert).toBeGreaterThan(k.prefillMinTokensPerExpert);
+    } else {
+      expect(k.tiles).toBeNull();
+      expect(k.tilesMinTokensPerExpert).toBe(0);
+    }
     layer.dispose();
     const err = expectThrows(() => layer.kernels, Error, ['disposed']);
     expectDisposed(err);
