@@ -76,6 +76,8 @@ module.exports = function platformSuites({ tally }) {
       !why.slice('this CPU lacks '.length).split(' ').every((f) => lacks.includes(f)));
     for (const [line] of unexpected) console.log(`FAIL unexpected skip (this CPU should have the feature): ${line}`);
     const failed = counts[1] + unexpected.length;
+    // Exited non-zero with no failure counted (an error outside any test): show why.
+    if (r.status !== 0 && failed === 0) console.log(`${r.out.slice(-4000)}\n${label}: exit ${r.status} with no failed test`);
     console.log(`${label}: ${counts[0]} passed, ${failed} failed${skips.length ? `, ${skips.length} skipped` : ''}` +
       ` (${((Date.now() - t) / 1000).toFixed(1)} s)`);
     tally(counts[0], failed, r.status === 0 && counts[0] + failed > 0);

@@ -47,6 +47,8 @@ function vitest(label, env = {}, args = []) {
   passed += r.passed;
   failed += r.failed;
   skippedTests += r.skipped;
+  // vitest exits non-zero on an error outside any test (its "Unhandled Errors" section above)
+  if (!ok && r.failed === 0) console.log(`${label}: vitest failed with no failed test: see its "Unhandled Errors" above`);
   if (!ok || r.total === 0) broken = true;
 }
 
@@ -172,5 +174,9 @@ if (missingTools.length > 0 && (only === 'platforms' || process.env.CI)) {
 } else if (['all', 'platforms'].includes(only)) {
   require('./test-platforms.js')(totals);
 }
-console.log(`\n${passed} passed, ${failed} failed, ${skippedTests} skipped${skipped.length ? `; suites skipped: ${skipped.join('; ')}` : ''}`);
+// The total line stands alone and last, as CI reads it: `N passed, N failed, N skipped`.
+console.log('');
+if (skipped.length) console.log(`suites skipped: ${skipped.join('; ')}`);
+if (broken && failed === 0) console.log('a suite failed without a failed test (see above): exit 1');
+console.log(`${passed} passed, ${failed} failed, ${skippedTests} skipped`);
 process.exit(failed > 0 || broken ? 1 : 0);

@@ -7,23 +7,28 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 // Returns { passed, failed, skipped, total } and prints one `FAIL file > test` line per failure,
-// or null where vitest wrote no report. The report file is removed.
+// or null where vitest wrote no report. A test file that failed to load (no test ran in it)
+// counts as one failure. The report file is removed.
 function readVitestReport(file, root = process.cwd()) {
   if (!fs.existsSync(file)) return null;
   const r = JSON.parse(fs.readFileSync(file, 'utf8'));
   fs.rmSync(file);
+  let unloaded = 0;
   for (const suite of r.testResults ?? []) {
     const name = path.relative(root, suite.name ?? '');
     const failedTests = (suite.assertionResults ?? []).filter((t) => t.status === 'failed');
     // A file that failed to load has no assertion results, only its message.
-    if (failedTests.length === 0 && suite.status === 'failed') console.log(`FAIL ${name}: ${firstLines(suite.message)}`);
+    if (failedTests.length === 0 && suite.status === 'failed') {
+      console.log(`FAIL ${name}: ${firstLines(suite.message)}`);
+      unloaded += 1;
+    }
     for (const t of failedTests) {
       console.log(`FAIL ${name} > ${t.fullName ?? t.title}: ${firstLines((t.failureMessages ?? []).join('\n'))}`);
     }
   }
   return {
-    passed: r.numPassedTests, failed: r.numFailedTests,
-    skipped: (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0), total: r.numTotalTests,
+    passed: r.numPassedTests, failed: r.numFailedTests + unloaded,
+    skipped: (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0), total: r.numTotalTests + unloaded,
   };
 }
 
