@@ -48,7 +48,7 @@ const BINARY = (arch) => path.join('prebuilds', `linux-${arch}`, 'moe-cpu.glibc.
 function spawn(cmd, args, options = {}) {
   const { baseEnv = process.env, env = {}, ...rest } = options;
   const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28, ...rest, env: { ...baseEnv, ...env } });
-  return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}`, error: r.error };
+  return { status: r.status, signal: r.signal, out: `${r.stdout ?? ''}${r.stderr ?? ''}`, error: r.error };
 }
 
 module.exports = function platformSuites({ tally }) {
@@ -77,7 +77,9 @@ module.exports = function platformSuites({ tally }) {
     for (const [line] of unexpected) console.log(`FAIL unexpected skip (this CPU should have the feature): ${line}`);
     const failed = counts[1] + unexpected.length;
     // Exited non-zero with no failure counted (an error outside any test): show why.
-    if (r.status !== 0 && failed === 0) console.log(`${r.out.slice(-4000)}\n${label}: exit ${r.status} with no failed test`);
+    if (r.status !== 0 && failed === 0) {
+      console.log(`${r.out.slice(-4000)}\n${label}: exit ${r.status}${r.signal ? ` (signal ${r.signal})` : ''} with no failed test`);
+    }
     console.log(`${label}: ${counts[0]} passed, ${failed} failed${skips.length ? `, ${skips.length} skipped` : ''}` +
       ` (${((Date.now() - t) / 1000).toFixed(1)} s)`);
     tally(counts[0], failed, r.status === 0 && counts[0] + failed > 0);

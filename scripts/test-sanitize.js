@@ -146,6 +146,7 @@ function run({ tally }) {
       tally(0, n, false);
     } else {
       console.log(`${label}: ${m[1]} passed, ${Number(m[2]) + n} failed (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+      if (k.status !== 0 && Number(m[2]) + n === 0) exitedWithoutFailure(label, k, out);
       tally(Number(m[1]), Number(m[2]) + n, k.status === 0 && n === 0 && Number(m[1]) + Number(m[2]) > 0);
     }
 
@@ -175,9 +176,16 @@ function run({ tally }) {
     }
     console.log(`${vlabel}: ${counts.passed} passed, ${counts.failed + vn} failed` +
       ` (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+    if (v.status !== 0 && counts.failed + vn === 0) exitedWithoutFailure(vlabel, v, v.stderr ?? '');
     tally(counts.passed, counts.failed + vn, v.status === 0 && vn === 0 && counts.total > 0);
   }
   console.log(`\nsanitizer suite: ${reports} sanitizer report${reports === 1 ? '' : 's'}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
+// A run that exited non-zero with nothing counted as failed (a crash at exit, an error outside
+// any test, a sanitizer that could not start) fails the suite: show why, since no count does.
+function exitedWithoutFailure(label, r, out) {
+  console.log(`${out.slice(-4000)}\n${label}: exit ${r.status}${r.signal ? ` (signal ${r.signal})` : ''} with no failed test`);
 }
 
 module.exports = { missing, run };

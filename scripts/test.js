@@ -26,6 +26,7 @@ let skippedTests = 0;  // tests a suite skipped (vitest's skip/todo): neither pa
 function run(label, cmd, args, env = {}) {
   console.log(`\n=== ${label}: ${[cmd, ...args].join(' ')}`);
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+  if (r.status !== 0) console.log(`${label}: exit ${r.status}${r.signal ? ` (signal ${r.signal})` : ''}${r.error ? `, ${r.error.message}` : ''}`);
   return r.status === 0;
 }
 
@@ -67,6 +68,8 @@ function kernelTests(label, env) {
   }
   passed += Number(m[1]);
   failed += Number(m[2]);
+  // A crash after the count (at exit, say) fails the suite too: say so, the count alone won't.
+  if (r.status !== 0 && Number(m[2]) === 0) console.log(`${label}: exit ${r.status}${r.signal ? ` (signal ${r.signal})` : ''} with no failed test`);
   if (r.status !== 0 || Number(m[1]) + Number(m[2]) === 0) broken = true;
 }
 

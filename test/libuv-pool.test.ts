@@ -42,7 +42,9 @@ describe("libuv's pool stays free", () => {
     await fs.rm(file, { force: true });
   });
 
-  test.each([8, 32])('fs.readFile with %i forwards in flight: median near its idle latency, none queued behind a forward', async (inflight) => {
+  // Timing on a shared 2-core machine: up to 3 attempts (retry), since one stall of the OS or of
+  // another process can fail a single one; a real regression fails every attempt.
+  test.each([8, 32])('fs.readFile with %i forwards in flight: median near its idle latency, none queued behind a forward', { retry: 2 }, async (inflight) => {
     await fs.writeFile(file, 'x'.repeat(1024));
     await layer.forward(hidden); // warm
     const t0 = performance.now();
